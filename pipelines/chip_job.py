@@ -1,0 +1,207 @@
+"""The chip job: AIS table → search → position at sensing time → plan → cut → gate → store.
+
+Wires the library's stages with the config's sections; re-running it adds nothing (chips
+already in the index are skipped before cutting).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.scheduler import use_scheduler
+from s2xr.ais import position_at, read_ais_table
+from s2xr.chips import cut_chips, plan_chips
+from s2xr.config import Config
+from s2xr.gate import gate_chips
+from s2xr.scenes import (
+    ItemSource,
+    candidate_targets,
+    items_table,
+    reflectance_params,
+    search_scenes,
+    stack_by_epsg,
+)
+from s2xr.splits import assign_splits
+from s2xr.store import write_chips
+from s2xr.store.index import read_index
+from s2xr.store.layout import atomic_write, ensure_writable
+
+log = logging.getLogger(__name__)
+
+STATIC_COLUMNS = ("ship_type", "length", "beam", "ship_name", "provider", "source",
+                  "to_bow", "to_stern", "to_port", "to_starboard", "overpass_time")
+
+
+@dataclass
+class ChipJobResult:
+    """What a chip job did. ``rejects``: row/mmsi/item_id/stage/reason of everything skipped."""
+
+    root: Path
+    n_points: int
+    n_items: int
+    n_searches: int
+    n_planned: int
+    n_skipped_existing: int
+    n_chips: int
+    n_passed: int
+    rejects: pd.DataFrame
+    scheduler: str = ""
+    index_rows: int = 0
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    def summary_table(self) -> str:
+        rows = [("AIS points read", self.n_points), ("STAC searches", self.n_searches),
+                ("items used", self.n_items), ("chips planned", self.n_planned),
+                ("already in dataset (skipped)", self.n_skipped_existing),
+                ("chips cut", self.n_chips), ("passed the gate", self.n_passed),
+                ("rejected by the gate", self.n_chips - self.n_passed),
+                ("points/targets without chip", int((self.rejects["stage"] != "gate").sum())
+                 if len(self.rejects) else 0),
+                ("chips in index", self.index_rows)]
+        w = max(len(r[0]) for r in rows)
+        return "\n".join(f"  {k:<{w}}  {v:>7}" for k, v in rows)
+
+
+def _static_per_ship(points: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in STATIC_COLUMNS if c in points and c != "overpass_time"]
+    if not cols:
+        return pd.DataFrame(index=pd.Index([], name="mmsi"))
+    return points.groupby("mmsi")[cols].last()
+
+
+def position_targets(points: pd.DataFrame, targets: pd.DataFrame, *, max_extrapolation_s: float,
+                     max_gap_s: float) -> pd.DataFrame:
+    """Targets + lat, lon (at sensing time), ais_time, gap_s, method, uncertainty_m, reason,
+    and the ships' static columns. Timed targets are interpolated along their tracks
+    (:func:`s2xr.ais.position_at`); points without time keep their position."""
+    if targets.empty:
+        return targets.assign(lat=[], lon=[], ais_time=[], gap_s=[], method=[],
+                              uncertainty_m=[], reason=[])
+    timed = ~targets["target_key"].astype(str).str.startswith("p")
+    out = targets.copy()
+    for c, v in (("lat", np.nan), ("lon", np.nan), ("ais_time", pd.NaT), ("gap_s", np.nan),
+                 ("method", None), ("uncertainty_m", np.nan), ("reason", None)):
+        out[c] = v
+    out["ais_time"] = pd.to_datetime(out["ais_time"], utc=True)
+    if timed.any():
+        tracks = points.loc[points["time"].notna()]
+        pos = position_at(tracks, out.loc[timed, ["mmsi", "time"]],
+                          max_extrapolation_s=max_extrapolation_s, max_gap_s=max_gap_s)
+        for c in ("lat", "lon", "ais_time", "gap_s", "method", "uncertainty_m", "reason"):
+            out.loc[timed, c] = pos[c].to_numpy()
+    if (~timed).any():
+        rows = out.loc[~timed, "row"].to_numpy()
+        out.loc[~timed, "lat"] = points["lat"].to_numpy()[rows]
+        out.loc[~timed, "lon"] = points["lon"].to_numpy()[rows]
+        out.loc[~timed, "method"] = "static"
+    static = _static_per_ship(points)
+    out = out.join(static, on="mmsi")
+    if "overpass_time" in points:
+        first = points.groupby("mmsi")["overpass_time"].first()
+        out["overpass_time"] = out["mmsi"].map(first)
+    return out
+
+
+def _item_meta(items: list[dict[str, Any]], bands: tuple[str, ...],
+               resampling: str) -> dict[str, Any]:
+    meta = {}
+    for it in items:
+        meta[it["id"]] = {
+            "hrefs": {b: it["assets"][b]["href"] for b in (*bands, "scl")},
+            "scale_offset": {b: list(reflectance_params(it, b)) for b in bands},
+            "resampling": {"10m": "none", "20m": resampling, "scl": "nearest"},
+        }
+    return meta
+
+
+def _write_rejects(root: Path, rejects: pd.DataFrame) -> None:
+    if rejects.empty:
+        return
+    path = root / "indexes" / "rejects.parquet"
+    old = pd.read_parquet(path) if path.exists() else None
+    new = rejects.astype({"reason": str, "stage": str})
+    new["item_id"] = new["item_id"].astype(object).where(new["item_id"].notna(), None)
+    new["recorded_at"] = pd.Timestamp.now(tz="UTC")
+    full = pd.concat([old, new], ignore_index=True) if old is not None else new
+    full = full.drop_duplicates(["mmsi", "item_id", "stage", "reason", "row"], keep="last")
+    atomic_write(path, lambda p: full.astype({"item_id": str}).to_parquet(p, index=False))
+
+
+def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
+                 source: ItemSource | None = None, start: pd.Timestamp | None = None,
+                 end: pd.Timestamp | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> ChipJobResult:
+    """Run the whole chip job for an AIS table (path or DataFrame). Computes and writes."""
+    root = Path(cfg.storage.root)
+    ensure_writable(root)
+    table = read_ais_table(ais)
+    points = table.points
+    rej = [table.rejects.assign(stage="ais", item_id=None, mmsi=table.rejects.get("mmsi"))
+           [["row", "mmsi", "item_id", "stage", "reason"]] if len(table.rejects) else
+           pd.DataFrame(columns=["row", "mmsi", "item_id", "stage", "reason"])]
+    log.info("AIS: %d valid point(s) of %d ship(s), %d rejected row(s)", len(points),
+             points["mmsi"].nunique(), len(table.rejects))
+    search = search_scenes(points, cfg.stac, source, start=start, end=end)
+    bands = cfg.chip.all_bands
+    items_df = items_table(search.items, bands=(*bands, "scl"))
+    targets, unmatched = candidate_targets(points.reset_index(drop=True), items_df,
+                                           cfg.stac.window_hours)
+    rej.append(unmatched.assign(stage="search", item_id=None))
+    positioned = position_targets(points.reset_index(drop=True), targets,
+                                  max_extrapolation_s=cfg.ais.max_extrapolation_s,
+                                  max_gap_s=cfg.ais.max_interpolation_gap_s)
+    cplan = plan_chips(positioned, items_df, cfg.chip)
+    rej.append(cplan.rejects.assign(stage="plan", row=pd.NA))
+    plan = cplan.plan
+    n_planned = len(plan)
+    existing = set(read_index(root)["chip_id"])
+    plan = plan.loc[~plan["chip_id"].isin(existing)].reset_index(drop=True)
+    n_skip = n_planned - len(plan)
+    if n_skip:
+        log.info("%d chip(s) already in the dataset: skipped", n_skip)
+    plan["split"] = assign_splits(plan, cfg.splits).to_numpy() if len(plan) else []
+    used = [it for it in search.items if it["id"] in set(plan["item_id"])]
+    n_chips = n_passed = 0
+    sched_label = ""
+    if len(plan):
+        stacks = stack_by_epsg(used, bands, resolution=cfg.chip.resolution,
+                               resampling=cfg.chip.resampling, engine=cfg.stac.engine)
+        chips = cut_chips(stacks, plan, cfg.chip)
+        gated = gate_chips(chips, cfg.gate)
+        with use_scheduler(cfg.dask) as sched_label:
+            total = len(plan)
+            done = [0]
+
+            def tick(n: int) -> None:
+                done[0] += n
+                log.info("chips written: %d/%d", done[0], total)
+                if progress:
+                    progress(done[0], total)
+
+            summary = write_chips(gated, plan, cfg.storage, cfg.gate,
+                                  item_meta=_item_meta(used, bands, cfg.chip.resampling),
+                                  progress=tick)
+        n_chips, n_passed = summary.n_chips, summary.n_passed
+        idx = summary.index
+        gate_rej = idx.loc[idx["chip_id"].isin(plan["chip_id"]) & ~idx["qa_pass"].astype(bool)]
+        rej.append(pd.DataFrame({"row": pd.NA, "mmsi": gate_rej["mmsi"],
+                                 "item_id": gate_rej["scene_id"], "stage": "gate",
+                                 "reason": gate_rej["qa_reason"]}))
+    rejects = pd.concat([r for r in rej if len(r)], ignore_index=True) if any(
+        len(r) for r in rej) else pd.DataFrame(columns=["row", "mmsi", "item_id", "stage",
+                                                          "reason"])
+    _write_rejects(root, rejects)
+    index_rows = len(read_index(root))
+    return ChipJobResult(
+        root=root, n_points=len(points), n_items=len(used), n_searches=len(search.groups),
+        n_planned=n_planned, n_skipped_existing=n_skip, n_chips=n_chips, n_passed=n_passed,
+        rejects=rejects, scheduler=sched_label, index_rows=index_rows,
+        outputs={"index": root / "indexes" / "tiles.parquet", "cube": root / "chips.zarr",
+                 "chips": root / "chips", "rejects": root / "indexes" / "rejects.parquet"})

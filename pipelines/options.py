@@ -1,0 +1,36 @@
+"""Shared click options and config loading for the CLI commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from s2xr.config import Config, build_config, load_config
+
+
+def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                        default=None, help="YAML config (default: built-in defaults).")(f)
+
+
+def scheduler_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--scheduler", default=None,
+                        help="threads | processes | synchronous | local-cluster | "
+                             "tcp://host:port (overrides dask.scheduler).")(f)
+
+
+def resolve_config(config_path: str | None, *, out: str | None = None,
+                   scheduler: str | None = None, **sections: dict[str, Any]) -> Config:
+    """Load the config file and apply CLI overrides (validated like the file)."""
+    cfg = load_config(config_path) if config_path else load_config(None)
+    data = cfg.model_dump(mode="json", exclude={"ais": {"api_key"}})
+    if out:
+        data["storage"]["root"] = str(Path(out))
+    if scheduler:
+        data["dask"]["scheduler"] = scheduler
+    for name, values in sections.items():
+        data[name].update({k: v for k, v in values.items() if v is not None})
+    return build_config(data, source=config_path or "<cli>")

@@ -1,0 +1,235 @@
+"""Search Sentinel-2 L2A items for AIS points: batched per tile and time window.
+
+Never one query per point: points are grouped by (tile, UTC day) and each group costs one
+search (plus its pages). Sources sit behind the small :class:`ItemSource` protocol:
+
+* :class:`StacApiSource` — any STAC API through pystac-client; urllib3 retries with
+  exponential back-off on 429/5xx honouring ``Retry-After``;
+* :class:`StaticItemSource` — a static catalog.json or an ItemCollection / FeatureCollection
+  file, filtered locally;
+* :class:`MemoryItemSource` — a list of item dicts (tests, notebooks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import shapely.geometry
+
+from s2xr.config import StacConfig
+from s2xr.errors import StacError
+from s2xr.grid import tiles_at_many
+from s2xr.scenes.items import dedupe_items, normalize_item
+
+log = logging.getLogger(__name__)
+
+Bbox = tuple[float, float, float, float]
+CHIP_MARGIN_DEG = 0.03  # > half a 256 px chip at 10 m (1.28 km) at any latitude we chip
+
+
+class ItemSource(Protocol):
+    """Anything that can answer a bbox + time-range search with raw item dicts."""
+
+    def search(self, *, bbox: Bbox, start: pd.Timestamp, end: pd.Timestamp,
+               collection: str) -> list[dict[str, Any]]: ...
+
+
+def _iso(t: pd.Timestamp) -> str:
+    return t.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StacApiSource:
+    """A STAC API searched with pystac-client (all HTTP in its ``StacApiIO``)."""
+
+    def __init__(self, url: str, cfg: StacConfig | None = None) -> None:
+        self.url = url
+        self.cfg = cfg or StacConfig()
+        self._client: Any = None
+
+    def _open(self) -> Any:
+        if self._client is None:
+            from pystac_client import Client
+            from pystac_client.stac_api_io import StacApiIO
+            from urllib3 import Retry
+
+            retry = Retry(total=self.cfg.max_retries, backoff_factor=self.cfg.backoff_s,
+                          status_forcelist=(429, 500, 502, 503, 504),
+                          allowed_methods=None, respect_retry_after_header=True,
+                          raise_on_status=True)
+            io = StacApiIO(max_retries=retry, timeout=self.cfg.timeout_s)
+            try:
+                self._client = Client.open(self.url, stac_io=io)
+            except Exception as exc:  # pystac-client raises several types
+                raise StacError(f"cannot open STAC API {self.url}: {exc}; check stac.api_url "
+                                "and that the server is up") from exc
+        return self._client
+
+    def search(self, *, bbox: Bbox, start: pd.Timestamp, end: pd.Timestamp,
+               collection: str) -> list[dict[str, Any]]:
+        client = self._open()
+        try:
+            search = client.search(collections=[collection], bbox=list(bbox),
+                                   datetime=f"{_iso(start)}/{_iso(end)}",
+                                   limit=self.cfg.page_size)
+            return list(search.items_as_dicts())
+        except Exception as exc:
+            raise StacError(f"STAC search at {self.url} failed ({collection}, bbox {bbox}, "
+                            f"{_iso(start)}/{_iso(end)}): {exc}") from exc
+
+
+def _local_filter(items: Sequence[dict[str, Any]], bbox: Bbox, start: pd.Timestamp,
+                  end: pd.Timestamp, collection: str) -> list[dict[str, Any]]:
+    box = shapely.geometry.box(*bbox)
+    out = []
+    for it in items:
+        if it.get("collection") not in (None, collection):
+            continue
+        t = pd.Timestamp(it["properties"]["datetime"])
+        t = t.tz_localize("UTC") if t.tzinfo is None else t
+        if not (start <= t <= end):
+            continue
+        geom = it.get("geometry")
+        if geom and not shapely.geometry.shape(geom).intersects(box):
+            continue
+        out.append(it)
+    return out
+
+
+@dataclass
+class MemoryItemSource:
+    """Item dicts held in memory; counts searches like a server would."""
+
+    items: list[dict[str, Any]]
+    n_searches: int = 0
+
+    def search(self, *, bbox: Bbox, start: pd.Timestamp, end: pd.Timestamp,
+               collection: str) -> list[dict[str, Any]]:
+        self.n_searches += 1
+        return _local_filter(self.items, bbox, start, end, collection)
+
+
+class StaticItemSource(MemoryItemSource):
+    """A static STAC catalog (catalog.json / collection.json walked with pystac) or an
+    ItemCollection / FeatureCollection JSON file."""
+
+    def __init__(self, path: str | Path) -> None:
+        p = Path(path)
+        if not p.is_file():
+            raise StacError(f"stac.catalog {p} does not exist")
+        try:
+            doc = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StacError(f"stac.catalog {p} is not readable JSON: {exc}") from exc
+        if doc.get("type") == "FeatureCollection":
+            items = doc.get("features", [])
+        elif doc.get("type") in ("Catalog", "Collection"):
+            import pystac
+
+            cat = pystac.read_file(str(p))
+            items = [it.to_dict(transform_hrefs=True) for it in cat.get_items(recursive=True)]
+        else:
+            raise StacError(f"stac.catalog {p}: expected a Catalog, Collection or "
+                            "FeatureCollection, got type {doc.get('type')!r}")
+        super().__init__(items=items)
+
+
+def source_from_config(cfg: StacConfig) -> ItemSource:
+    """The source named by config: ``stac.catalog`` (static) if set, else ``stac.api_url``."""
+    if cfg.catalog is not None:
+        return StaticItemSource(cfg.catalog)
+    if not cfg.api_url:
+        raise StacError("set stac.api_url (a STAC API) or stac.catalog (a static catalog)")
+    return StacApiSource(cfg.api_url, cfg)
+
+
+@dataclass
+class SceneSearch:
+    """Result of :func:`search_scenes`.
+
+    ``items``: de-duplicated, normalised item dicts passing the cloud filter.
+    ``groups``: one row per search made: tile_id, day, n_points, bbox, start, end, n_items.
+    """
+
+    items: list[dict[str, Any]]
+    groups: pd.DataFrame
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def search_groups(points: pd.DataFrame, window_hours: float,
+                  start: pd.Timestamp | None = None,
+                  end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Group points (columns lon, lat and optionally time) into one search per tile and UTC
+    day. Returns tile_id, day, n_points, bbox (tuple), start, end. Pure; no I/O."""
+    if points.empty:
+        return pd.DataFrame(columns=["tile_id", "day", "n_points", "bbox", "start", "end"])
+    lon = points["lon"].to_numpy(float)
+    lat = points["lat"].to_numpy(float)
+    tiles = [t[0] if t else "" for t in tiles_at_many(lon, lat)]
+    has_time = "time" in points and points["time"].notna().any()
+    if has_time:
+        times = pd.to_datetime(points["time"], utc=True)
+    elif start is not None and end is not None:
+        times = pd.Series(pd.NaT, index=points.index, dtype="datetime64[ns, UTC]")
+    else:
+        raise StacError("points have no time: pass a search period (start and end)")
+    df = pd.DataFrame({"tile_id": tiles, "lon": lon, "lat": lat, "time": times.to_numpy()},
+                      index=points.index)
+    df["day"] = df["time"].dt.floor("D") if has_time else pd.NaT
+    win = pd.Timedelta(hours=window_hours)
+    rows = []
+    for (tile, day), g in df.groupby(["tile_id", "day"], dropna=False, sort=True):
+        t0 = g["time"].min() - win if has_time and g["time"].notna().any() else start
+        t1 = g["time"].max() + win if has_time and g["time"].notna().any() else end
+        if t0 is None or t1 is None or pd.isna(t0):
+            continue
+        bbox = (float(g["lon"].min() - CHIP_MARGIN_DEG), float(g["lat"].min() - CHIP_MARGIN_DEG),
+                float(g["lon"].max() + CHIP_MARGIN_DEG), float(g["lat"].max() + CHIP_MARGIN_DEG))
+        rows.append({"tile_id": tile, "day": day, "n_points": len(g), "bbox": bbox,
+                     "start": t0, "end": t1})
+    return pd.DataFrame(rows)
+
+
+def search_scenes(points: pd.DataFrame, cfg: StacConfig, source: ItemSource | None = None, *,
+                  start: pd.Timestamp | None = None,
+                  end: pd.Timestamp | None = None) -> SceneSearch:
+    """Find L2A items for ``points`` (DataFrame with lon, lat and time or a start/end period).
+
+    One search per (tile, UTC day) group; items normalised (``proj:epsg``), filtered by
+    ``cfg.max_cloud`` client-side (servers may lack ``query``), de-duplicated. Performs I/O.
+    Raises ``StacError`` if the source fails after its retries.
+    """
+    source = source or source_from_config(cfg)
+    groups = search_groups(points, cfg.window_hours, start, end)
+    found: dict[str, dict[str, Any]] = {}
+    counts = []
+    for g in groups.itertuples():
+        items = source.search(bbox=g.bbox, start=g.start, end=g.end, collection=cfg.collection)
+        counts.append(len(items))
+        for it in items:
+            found.setdefault(it["id"], it)
+        log.info("search %s %s: %d point(s) → %d item(s)", g.tile_id,
+                 "" if pd.isna(g.day) else f"{g.day:%Y-%m-%d}", g.n_points, len(items))
+    groups = groups.assign(n_items=counts) if len(groups) else groups.assign(n_items=[])
+    normalised = [normalize_item(it) for it in found.values()]
+    cloudy = [it for it in normalised
+              if float(it["properties"].get("eo:cloud_cover", 0) or 0) > cfg.max_cloud]
+    kept = [it for it in normalised if it not in cloudy]
+    unique = dedupe_items(kept)
+    dropped = {"cloud_cover": len(cloudy), "duplicate": len(kept) - len(unique)}
+    log.info("%d search(es): %d item(s) kept (%s dropped)", len(groups), len(unique),
+             ", ".join(f"{v} {k}" for k, v in dropped.items()))
+    return SceneSearch(items=sorted(unique, key=lambda i: (i["properties"]["datetime"], i["id"])),
+                       groups=groups, dropped=dropped)
+
+
+def bbox_of(points: pd.DataFrame) -> Bbox:
+    """The lon/lat bounding box of points (columns lon, lat)."""
+    return (float(np.min(points["lon"])), float(np.min(points["lat"])),
+            float(np.max(points["lon"])), float(np.max(points["lat"])))

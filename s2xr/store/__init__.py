@@ -1,0 +1,7 @@
+"""Stores: Zarr chip cube, per-chip COG/GeoJSON/JSON/JPG, GeoParquet index, daily footprints."""
+
+from s2xr.store.cube import append_cube, open_chips
+from s2xr.store.index import read_index
+from s2xr.store.writer import WriteSummary, write_chips
+
+__all__ = ["WriteSummary", "append_cube", "open_chips", "read_index", "write_chips"]

@@ -1,0 +1,65 @@
+"""Per-chip files: COG GeoTIFF, GeoJSON footprint, JSON sidecar, quicklook JPG.
+
+Every file is written to a temp name and renamed, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from PIL import Image
+
+from s2xr.store.layout import atomic_write, atomic_write_text
+
+
+def write_chip_geotiff(path: Path, reflectance: np.ndarray, bands: Sequence[str],
+                       transform: Affine, epsg: int, tags: dict[str, Any] | None = None) -> None:
+    """A COG of float32 reflectance (band, y, x), NaN nodata, band descriptions."""
+    nb, h, w = reflectance.shape
+
+    def write(tmp: Path) -> None:
+        with rasterio.open(tmp, "w", driver="COG", width=w, height=h, count=nb,
+                           dtype="float32", crs=f"EPSG:{epsg}", transform=transform,
+                           nodata=float("nan"), compress="deflate", predictor=3,
+                           blocksize=256, level=1) as dst:
+            dst.write(reflectance.astype(np.float32))
+            dst.descriptions = tuple(bands)
+            if tags:
+                dst.update_tags(**{k: str(v) for k, v in tags.items()})
+
+    atomic_write(path, write)
+
+
+def rgb_quicklook(reflectance: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+    """uint8 (y, x, 3) true colour with a 2–98 % stretch per band (NaN → black)."""
+    idx = [list(bands).index(b) for b in ("red", "green", "blue")]
+    rgb = reflectance[idx].astype(float)
+    out = np.zeros(rgb.shape[1:] + (3,), np.uint8)
+    for k in range(3):
+        ch = rgb[k]
+        ok = np.isfinite(ch)
+        if not ok.any():
+            continue
+        lo, hi = np.percentile(ch[ok], (2, 98))
+        scaled = np.clip((ch - lo) / max(hi - lo, 1e-6), 0, 1)
+        out[..., k] = np.where(ok, scaled * 255, 0).astype(np.uint8)
+    return out
+
+
+def write_quicklook(path: Path, reflectance: np.ndarray, bands: Sequence[str]) -> None:
+    img = Image.fromarray(rgb_quicklook(reflectance, bands))
+    atomic_write(path, lambda p: img.save(p, format="JPEG", quality=88))
+
+
+def write_json(path: Path, obj: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, default=str))
+
+
+def footprint_feature(geometry: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "Feature", "geometry": geometry, "properties": properties}
