@@ -66,10 +66,16 @@ def make_fleet(rng: np.random.Generator, n: int) -> list[Ship]:
 
 
 def place_ships(rng: np.random.Generator, ships: list[Ship], coast: Coast,
-                bounds: tuple[float, float, float, float]) -> list[tuple[float, float, str]]:
-    """Sensing-time antenna positions (x, y, where): open water, near coast, or outside."""
+                bounds: tuple[float, float, float, float],
+                min_separation_m: float = 600.0) -> list[tuple[float, float, str]]:
+    """Sensing-time antenna positions (x, y, where): open water, near coast, or outside;
+    ships in the window are at least ``min_separation_m`` apart (one ship per chip centre)."""
     x0, y0, x1, y1 = bounds
     out: list[tuple[float, float, str]] = []
+
+    def clear(x: float, y: float) -> bool:
+        return all(np.hypot(x - px, y - py) >= min_separation_m for px, py, _ in out)
+
     for _ in ships:
         kind = rng.choice(["water", "coast", "outside"], p=[0.78, 0.12, 0.10])
         if kind == "outside":
@@ -87,7 +93,7 @@ def place_ships(rng: np.random.Generator, ships: list[Ship], coast: Coast,
                     south[0] + rng.uniform(150, 400))
             else:
                 y = rng.uniform(south[0] + 1500, north[0] - 1500)
-            if y0 + 1500 < y < y1 - 1500:
+            if y0 + 1500 < y < y1 - 1500 and clear(x, y):
                 break
         out.append((float(x), float(y), str(kind)))
     return out

@@ -31,7 +31,7 @@ VEGETATION = np.array([0.035, 0.070, 0.045, 0.320, 0.200, 0.100])
 SOIL = np.array([0.100, 0.140, 0.180, 0.250, 0.320, 0.250])
 CLOUD = np.array([0.480, 0.470, 0.470, 0.500, 0.350, 0.250])
 HULL = np.array([0.090, 0.100, 0.110, 0.160, 0.130, 0.100])
-BRIDGE = np.array([0.160, 0.170, 0.180, 0.300, 0.240, 0.180])
+BRIDGE = np.array([0.220, 0.230, 0.240, 0.420, 0.320, 0.240])
 WAKE = np.array([0.020, 0.020, 0.015, 0.010, 0.004, 0.002])
 
 SCL_SHADOW, SCL_VEG, SCL_SOIL, SCL_WATER = 3, 4, 5, 6
@@ -59,10 +59,11 @@ class Coast:
             s += a * np.sin(2 * np.pi * x / w + ps)
         return n, s
 
-    def land(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """True where (x, y) is land (north of the north shore or south of the south shore)."""
-        n, s = self.shores(x)
-        return (y > n) | (y < s)
+    def land(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Land mask on the grid of 1-D axes ``xs`` × ``ys`` (north of the north shore or
+        south of the south shore)."""
+        n, s = self.shores(xs)
+        return (ys[:, None] > n[None, :]) | (ys[:, None] < s[None, :])
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,15 @@ class CloudField:
     shadow_dx: float = 400.0
     shadow_dy: float = 250.0
 
-    def density(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        out = np.zeros(np.broadcast(x, y).shape)
+    def density(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Cloud density on the grid of 1-D axes ``xs`` (columns) × ``ys`` (rows)."""
+        out = np.zeros((ys.size, xs.size))
         for cx, cy, r, w in zip(self.cx, self.cy, self.radius, self.weight, strict=True):
-            reach = 3 * r
-            sel_x = np.abs(x - cx) < reach
-            sel_y = np.abs(y - cy) < reach
-            if not (sel_x.any() and sel_y.any()):
+            gx = np.exp(-((xs - cx) ** 2) / (2 * r * r))
+            gy = np.exp(-((ys - cy) ** 2) / (2 * r * r))
+            if gx.max() < 1e-6 or gy.max() < 1e-6:
                 continue
-            out += w * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))
+            out += w * np.outer(gy, gx)
         return out
 
 
@@ -125,21 +126,25 @@ def hull_mask(ship: ShipDraw, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _ship_layers(ship: ShipDraw, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Fractions (hull, bridge, wake) at sub-pixel sample points."""
+    """Fractions (hull, bridge, wake) at sub-pixel sample points.
+
+    The superstructure (where the GPS antenna sits) is a bright block at least 10 m wide,
+    centred on the antenna and brightest at its centre, so the hull's brightest pixel marks
+    the AIS position even for small ships.
+    """
     u, v = _hull_components(ship, x, y)
     inside = hull_mask(ship, x, y)
     length = ship.to_bow + ship.to_stern
-    # The bridge (where GPS antennas sit) is brightest; it peaks at the antenna position.
-    bridge_r = max(6.0, 0.08 * length)
-    bridge = inside * np.clip(1 - np.hypot(u, v) / (bridge_r + ship.to_port + ship.to_starboard),
-                              0, 1)
+    half = max(5.0, 0.04 * length, 0.5 * (ship.to_port + ship.to_starboard))
+    block = (np.abs(u) <= half) & (np.abs(v) <= half)
+    bridge = block * (1.0 - 0.5 * np.maximum(np.abs(u), np.abs(v)) / half)
     wake = np.zeros_like(u)
     if ship.speed_ms > 0.5:
         behind = -u - ship.to_stern
         spread = (ship.to_port + ship.to_starboard) * (1 + behind / length)
         wake = ((behind > 0) & (behind < 6 * length) & (np.abs(v) < spread)) * np.exp(
             -behind / (2 * length))
-    return inside.astype(float), bridge, wake
+    return (inside | block).astype(float), bridge, wake
 
 
 def render_ships(ships: list[ShipDraw], x0: float, y0: float, res: float, shape: tuple[int, int],
@@ -165,7 +170,8 @@ def render_ships(ships: list[ShipDraw], x0: float, y0: float, res: float, shape:
         wake = wake.reshape(shp).mean(axis=(1, 3))
         for k, b in enumerate(bands):
             win = refl[k, r0:r1, c0:c1]
-            target = HULL[b] + (BRIDGE[b] - HULL[b]) * bridge
+            target = HULL[b] + (BRIDGE[b] - HULL[b]) * np.where(hull > 0, bridge / np.maximum(
+                hull, 1e-9), 0)
             win[:] = win * (1 - hull) + target * hull + WAKE[b] * wake * (1 - hull)
 
 
@@ -179,27 +185,32 @@ class SceneModel:
     noise_seed: int
     nodata_corner: bool = False  # a swath edge cutting off the top-left corner
 
-    def _valid(self, xx: np.ndarray, yy: np.ndarray, x0: float, y0: float) -> np.ndarray:
+    def _valid(self, xs: np.ndarray, ys: np.ndarray, x0: float, y0: float) -> np.ndarray:
         if not self.nodata_corner:
-            return np.ones(xx.shape, bool)
-        return (xx - x0) + (y0 - yy) > 6000.0
+            return np.ones((ys.size, xs.size), bool)
+        return (xs[None, :] - x0) + (y0 - ys[:, None]) > 6000.0
 
-    def classes(self, xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, ...]:
-        """land (bool), vegetation fraction, cloud density, shadow density."""
-        land = self.coast.land(xx, yy)
-        veg = 0.5 + 0.5 * np.sin(xx / 1700.0) * np.cos(yy / 1300.0)
-        cloud = self.clouds.density(xx, yy)
-        shadow = self.clouds.density(xx + self.clouds.shadow_dx, yy + self.clouds.shadow_dy)
+    def classes(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, ...]:
+        """land (bool), vegetation fraction, cloud density, shadow density on the grid."""
+        land = self.coast.land(xs, ys)
+        veg = 0.5 + 0.5 * np.outer(np.cos(ys / 1300.0), np.sin(xs / 1700.0))
+        cloud = self.clouds.density(xs, ys)
+        shadow = self.clouds.density(xs + self.clouds.shadow_dx, ys + self.clouds.shadow_dy)
         return land, veg, cloud, shadow
+
+    @staticmethod
+    def _axes(x0: float, y0: float, res: float, rows: tuple[int, int],
+              width: int) -> tuple[np.ndarray, np.ndarray]:
+        xs = x0 + (np.arange(width) + 0.5) * res
+        ys = y0 - (np.arange(rows[0], rows[1]) + 0.5) * res
+        return xs, ys
 
     def render(self, x0: float, y0: float, res: float, rows: tuple[int, int], width: int,
                band_idx: tuple[int, ...], origin: tuple[float, float]) -> np.ndarray:
         """Reflectance (band, row, col) float64 for rows ``rows`` of a grid at (x0, y0)."""
         r0, r1 = rows
-        xs = x0 + (np.arange(width) + 0.5) * res
-        ys = y0 - (np.arange(r0, r1) + 0.5) * res
-        xx, yy = np.meshgrid(xs, ys)
-        land, veg, cloud, shadow = self.classes(xx, yy)
+        xs, ys = self._axes(x0, y0, res, rows, width)
+        land, veg, cloud, shadow = self.classes(xs, ys)
         rng = np.random.default_rng([self.noise_seed, r0, int(res)])
         out = np.empty((len(band_idx), r1 - r0, width))
         opacity = np.clip(cloud, 0, 1)
@@ -211,23 +222,20 @@ class SceneModel:
         for k, b in enumerate(band_idx):
             out[k] = out[k] * (1 - opacity) + CLOUD[b] * opacity
             out[k] += rng.normal(0, 0.002 * (1 + (b >= 3)), size=out[k].shape)
-        out[:, ~self._valid(xx, yy, *origin)] = np.nan
+        out[:, ~self._valid(xs, ys, *origin)] = np.nan
         return out
 
     def scl(self, x0: float, y0: float, res: float, rows: tuple[int, int], width: int,
             origin: tuple[float, float]) -> np.ndarray:
         """SCL classes (row, col) uint8 for rows ``rows``."""
-        r0, r1 = rows
-        xs = x0 + (np.arange(width) + 0.5) * res
-        ys = y0 - (np.arange(r0, r1) + 0.5) * res
-        xx, yy = np.meshgrid(xs, ys)
-        land, veg, cloud, shadow = self.classes(xx, yy)
+        xs, ys = self._axes(x0, y0, res, rows, width)
+        land, veg, cloud, shadow = self.classes(xs, ys)
         out = np.where(land, np.where(veg > 0.5, SCL_VEG, SCL_SOIL), SCL_WATER).astype(np.uint8)
         out[(shadow > 0.5) & (cloud < 0.3)] = SCL_SHADOW
         out[(cloud > 0.08) & (cloud <= 0.3)] = SCL_CIRRUS
         out[(cloud > 0.3) & (cloud <= 0.6)] = SCL_CLOUD_MED
         out[cloud > 0.6] = SCL_CLOUD_HIGH
-        out[~self._valid(xx, yy, *origin)] = 0
+        out[~self._valid(xs, ys, *origin)] = 0
         return out
 
 
@@ -238,29 +246,43 @@ def to_dn(refl: np.ndarray) -> np.ndarray:
     return dn.astype(np.uint16)
 
 
-def write_cog(path: Path, height: int, width: int, transform: Affine, epsg: int, dtype: str,
-              fill, description: str, strip_rows: int = 1024) -> None:
-    """Write a single-band COG, filling it strip by strip with ``fill(r0, r1) -> array``.
-
-    A tiled GTiff is written first (bounded memory), then copied to a COG with overviews;
-    both steps go to temporary names and the COG is renamed into place at the end.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_tif = path.with_suffix(".tmp-src.tif")
+def _to_cog(tmp_tif: Path, path: Path, dtype: str) -> None:
     tmp_cog = path.with_suffix(".tmp-cog.tif")
-    profile = dict(driver="GTiff", height=height, width=width, count=1, dtype=dtype,
-                   crs=f"EPSG:{epsg}", transform=transform, nodata=0, tiled=True,
-                   blockxsize=512, blockysize=512, compress="deflate")
-    with rasterio.open(tmp_tif, "w", **profile) as dst:
-        dst.set_band_description(1, description)
-        for r0 in range(0, height, strip_rows):
-            r1 = min(r0 + strip_rows, height)
-            dst.write(fill(r0, r1), 1, window=((r0, r1), (0, width)))
     resampling = "NEAREST" if dtype == "uint8" else "AVERAGE"
     rasterio.shutil.copy(tmp_tif, tmp_cog, driver="COG", compress="DEFLATE", blocksize=512,
                          overview_resampling=resampling, BIGTIFF="IF_SAFER")
     tmp_tif.unlink()
     tmp_cog.replace(path)
+
+
+def write_cogs(paths: list[Path], descriptions: list[str], height: int, width: int,
+               transform: Affine, epsg: int, dtype: str, fill, strip_rows: int = 1024) -> None:
+    """Write single-band COGs (one per path), filling all of them strip by strip with
+    ``fill(r0, r1) -> array(band, rows, cols)``.
+
+    Tiled GTiffs are written first (bounded memory), then copied to COGs with overviews;
+    both steps use temporary names and each COG is renamed into place at the end.
+    """
+    profile = dict(driver="GTiff", height=height, width=width, count=1, dtype=dtype,
+                   crs=f"EPSG:{epsg}", transform=transform, nodata=0, tiled=True,
+                   blockxsize=512, blockysize=512, compress="deflate")
+    tmps = [p.with_suffix(".tmp-src.tif") for p in paths]
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    dsts = [rasterio.open(t, "w", **profile) for t in tmps]
+    try:
+        for d, desc in zip(dsts, descriptions, strict=True):
+            d.set_band_description(1, desc)
+        for r0 in range(0, height, strip_rows):
+            r1 = min(r0 + strip_rows, height)
+            block = fill(r0, r1)
+            for k, d in enumerate(dsts):
+                d.write(block[k], 1, window=((r0, r1), (0, width)))
+    finally:
+        for d in dsts:
+            d.close()
+    for t, p in zip(tmps, paths, strict=True):
+        _to_cog(t, p, dtype)
 
 
 def render_scene(model: SceneModel, out_dir: Path, x0: float, y0: float, size_10m: int,
@@ -269,23 +291,24 @@ def render_scene(model: SceneModel, out_dir: Path, x0: float, y0: float, size_10
     paths: dict[str, Path] = {}
     origin = (x0, y0)
     size_20m = size_10m // 2
-    for name in ALL_BANDS:
-        b = ALL_BANDS.index(name)
-        res, size = (10.0, size_10m) if name in BANDS_10M else (20.0, size_20m)
-        path = out_dir / f"{BAND_FILES[name]}.tif"
+    for group, res, size in ((BANDS_10M, 10.0, size_10m), (BANDS_20M, 20.0, size_20m)):
+        idx = tuple(ALL_BANDS.index(b) for b in group)
+        files = [out_dir / f"{BAND_FILES[b]}.tif" for b in group]
 
-        def fill(r0: int, r1: int, b: int = b, res: float = res, size: int = size) -> np.ndarray:
-            return to_dn(model.render(x0, y0, res, (r0, r1), size, (b,), origin)[0])
+        def fill(r0: int, r1: int, idx: tuple[int, ...] = idx, res: float = res,
+                 size: int = size) -> np.ndarray:
+            return to_dn(model.render(x0, y0, res, (r0, r1), size, idx, origin))
 
-        write_cog(path, size, size, Affine(res, 0, x0, 0, -res, y0), epsg, "uint16", fill, name)
-        paths[name] = path
+        write_cogs(files, list(group), size, size, Affine(res, 0, x0, 0, -res, y0), epsg,
+                   "uint16", fill)
+        paths.update(zip(group, files, strict=True))
 
     def fill_scl(r0: int, r1: int) -> np.ndarray:
-        return model.scl(x0, y0, 20.0, (r0, r1), size_20m, origin)
+        return model.scl(x0, y0, 20.0, (r0, r1), size_20m, origin)[None]
 
     path = out_dir / "SCL.tif"
-    write_cog(path, size_20m, size_20m, Affine(20, 0, x0, 0, -20, y0), epsg, "uint8", fill_scl,
-              "scl")
+    write_cogs([path], ["scl"], size_20m, size_20m, Affine(20, 0, x0, 0, -20, y0), epsg,
+               "uint8", fill_scl)
     paths["scl"] = path
     return paths
 

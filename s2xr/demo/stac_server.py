@@ -46,11 +46,13 @@ class StacApiServer:
     """Context manager: ``with StacApiServer(collection, items) as srv: srv.url``."""
 
     def __init__(self, collection_path: Path, items_path: Path, *, host: str = "127.0.0.1",
-                 port: int | None = None, startup_timeout_s: float = 30.0) -> None:
+                 port: int | None = None, public_url: str | None = None,
+                 startup_timeout_s: float = 30.0) -> None:
         self.collection_path = Path(collection_path)
         self.items_path = Path(items_path)
         self.host = host
         self.port = port or free_port(host)
+        self.public_url = public_url  # links name this address (e.g. a proxy in front)
         self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -62,8 +64,9 @@ class StacApiServer:
         for p in (self.collection_path, self.items_path):
             if not p.is_file():
                 raise ServerError(f"STAC server input {p} does not exist")
+        addr = self.public_url or f"{self.host}:{self.port}"
         cmd = [rustac_executable(), "serve", str(self.collection_path), str(self.items_path),
-               "--addr", f"{self.host}:{self.port}"]
+               "--addr", addr, "--bind", f"{self.host}:{self.port}"]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:

@@ -180,8 +180,10 @@ def build_world(root: str | Path, cfg: DemoConfig | None = None, *, force: bool 
                                    cloud_cover=cloud_cover, collection=COLLECTION))
         to_ll = Transformer.from_crs(epsg, 4326, always_xy=True)
         lon, lat = to_ll.transform([d.x for d in draws], [d.y for d in draws])
-        truth_rows.append(pd.DataFrame({
-            "item_id": item["id"], "sensing_time": sensing,
+        scene_items = [it["id"] for it in items if it["properties"]["datetime"] ==
+                       item["properties"]["datetime"]]
+        truth_rows.extend(pd.DataFrame({
+            "item_id": iid, "sensing_time": sensing,
             "mmsi": [s.mmsi for s in fleet], "x": [d.x for d in draws],
             "y": [d.y for d in draws], "lon": lon, "lat": lat,
             "heading": [d.heading for d in draws], "speed_ms": [d.speed_ms for d in draws],
@@ -191,7 +193,7 @@ def build_world(root: str | Path, cfg: DemoConfig | None = None, *, force: bool 
             "has_static": [s.has_static for s in fleet],
             "placement": [p[2] for p in positions],
             "under_cloud": [i in cloudy for i in range(len(fleet))],
-            "epsg": epsg}))
+            "epsg": epsg}) for iid in scene_items)
         fixes.append(make_fixes(rng, fleet, draws, sensing, epsg))
     (root / "stac").mkdir(parents=True, exist_ok=True)
     _atomic_json(root / "stac" / "items.json", {"type": "FeatureCollection", "features": items})
