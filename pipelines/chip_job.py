@@ -109,6 +109,21 @@ def position_targets(points: pd.DataFrame, targets: pd.DataFrame, *, max_extrapo
     return out
 
 
+def split_usable_items(items: list[dict[str, Any]], bands: tuple[str, ...]
+                       ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """(items with every band asset, rejects naming the items and bands missing)."""
+    ok, bad = [], []
+    for it in items:
+        missing = [b for b in bands if b not in it.get("assets", {})]
+        if missing:
+            log.warning("item %s lacks band(s) %s: skipped", it["id"], missing)
+            bad.append({"row": pd.NA, "mmsi": pd.NA, "item_id": it["id"], "stage": "search",
+                        "reason": f"item lacks band asset(s) {missing}"})
+        else:
+            ok.append(it)
+    return ok, pd.DataFrame(bad, columns=["row", "mmsi", "item_id", "stage", "reason"])
+
+
 def _item_meta(items: list[dict[str, Any]], bands: tuple[str, ...],
                resampling: str) -> dict[str, Any]:
     meta = {}
@@ -150,7 +165,9 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
              points["mmsi"].nunique(), len(table.rejects))
     search = search_scenes(points, cfg.stac, source, start=start, end=end)
     bands = cfg.chip.all_bands
-    items_df = items_table(search.items, bands=(*bands, "scl"))
+    usable, bad_items = split_usable_items(search.items, (*bands, "scl"))
+    rej.append(bad_items)
+    items_df = items_table(usable, bands=(*bands, "scl"))
     targets, unmatched = candidate_targets(points.reset_index(drop=True), items_df,
                                            cfg.stac.window_hours)
     rej.append(unmatched.assign(stage="search", item_id=None))
@@ -167,7 +184,7 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
     if n_skip:
         log.info("%d chip(s) already in the dataset: skipped", n_skip)
     plan["split"] = assign_splits(plan, cfg.splits).to_numpy() if len(plan) else []
-    used = [it for it in search.items if it["id"] in set(plan["item_id"])]
+    used = [it for it in usable if it["id"] in set(plan["item_id"])]
     n_chips = n_passed = 0
     sched_label = ""
     if len(plan):
