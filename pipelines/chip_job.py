@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from s2xr.ais import position_at, read_ais_table
 
 from pipelines.scheduler import use_scheduler
-from s2xr.ais import position_at, read_ais_table
 from s2xr.chips import cut_chips, plan_chips
 from s2xr.config import Config
 from s2xr.gate import gate_chips

@@ -58,7 +58,7 @@ def test_search_retries_429_and_5xx_then_succeeds(world):
             assert len(res.items) >= 1
             assert proxy.counts["/search"] == n_clean + 2  # the 429 and the 503 were retried
             proxy.fail_next = [(500, {})] * 10
-            with pytest.raises(StacError, match="STAC search .* failed"):
+            with pytest.raises(StacError, match=r"STAC search .* failed"):
                 search_scenes(pts, cfg, src)
 
 

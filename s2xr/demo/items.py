@@ -44,7 +44,7 @@ def _asset(path: Path, key: str, gbox: GeoBox, dtype: str) -> dict[str, Any]:
         asset["raster:bands"] = [{"nodata": 0, "data_type": "uint8",
                                   "spatial_resolution": int(res)}]
     else:
-        name, title, wl, fwhm = EO_BANDS[key]
+        _name, title, wl, fwhm = EO_BANDS[key]
         asset["title"] = title
         asset["gsd"] = int(res)
         asset["eo:bands"] = [{"name": key, "common_name": key, "description": title,

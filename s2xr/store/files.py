@@ -40,7 +40,7 @@ def rgb_quicklook(reflectance: np.ndarray, bands: Sequence[str]) -> np.ndarray:
     """uint8 (y, x, 3) true colour with a 2–98 % stretch per band (NaN → black)."""
     idx = [list(bands).index(b) for b in ("red", "green", "blue")]
     rgb = reflectance[idx].astype(float)
-    out = np.zeros(rgb.shape[1:] + (3,), np.uint8)
+    out = np.zeros((*rgb.shape[1:], 3), np.uint8)
     for k in range(3):
         ch = rgb[k]
         ok = np.isfinite(ch)

@@ -106,7 +106,7 @@ def _index_rows(block: xr.Dataset, plan: pd.DataFrame, root: Path, bands: list[s
         "dt_seconds": p["dt_seconds"], "ais_time": pd.to_datetime(p["ais_time"], utc=True),
         "position_method": p["method"], "uncertainty_m": p["uncertainty_m"],
         "processing_baseline": p["processing_baseline"], "collection": p["collection"],
-        **{c: p[c] if c in p else pd.NA for c in ("ship_type", "length", "beam", "ship_name",
+        **{c: p.get(c, pd.NA) for c in ("ship_type", "length", "beam", "ship_name",
                                                    "provider")},
     })
     df["ship_type"] = pd.to_numeric(df["ship_type"], errors="coerce").astype("Int64")
