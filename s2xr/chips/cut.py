@@ -35,8 +35,9 @@ _RESAMPLING = {"bilinear": Resampling.bilinear, "cubic": Resampling.cubic,
                "nearest": Resampling.nearest}
 _local = threading.local()
 MAX_OPEN_PER_THREAD = 64
-GDAL_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": 512,
-                "VSI_CACHE": True}
+# GDAL's block cache keeps decoded COG blocks for neighbouring chips; leave its size at the
+# default (5 % of RAM): GDAL_CACHEMAX=512 would be read as 512 *bytes* and disable it.
+GDAL_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 
 def _dataset(href: str) -> Any:
@@ -133,6 +134,9 @@ def apply_window(src: np.ndarray, plan: WindowPlan, nodata: float = 0) -> np.nda
     source pixel is nodata. Output pixels off the raster are ``nodata`` (NaN for floats)."""
     size = plan.valid_y.size
     if plan.nearest:
+        if src.shape == (size, size) and plan.valid_y.all() and plan.valid_x.all() and (
+                plan.wy[0] == 0 and plan.wy[-1] == size - 1 and plan.wx[-1] == size - 1):
+            return src  # the window is the chip (10 m band, fully on the raster)
         out = src[np.ix_(plan.wy, plan.wx)] if not plan.empty else np.zeros(
             (size, size), src.dtype)
         out = out.copy() if out.base is not None else out
@@ -210,10 +214,11 @@ def read_batch(records: Sequence[tuple[Any, ...]], size: int, res: float,
         try:
             for b, href in enumerate(hrefs):
                 dn = read_window(href, x_left, y_top, size, res, rs)
-                refl = dn.astype(np.float32) * np.float32(scales[b]) + np.float32(offsets[b])
+                refl = out[k, b]
+                np.multiply(dn, np.float32(scales[b]), out=refl, casting="unsafe")
+                refl += np.float32(offsets[b])
                 if dn.dtype.kind in "ui":
-                    refl[dn == 0] = np.nan
-                out[k, b] = refl
+                    np.putmask(refl, dn == 0, np.nan)
             out[k, nb] = read_window(scl_href, x_left, y_top, size, res, Resampling.nearest)
         except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
             log.warning("chip at (%.1f, %.1f): read failed, recorded as read_error: %s",
