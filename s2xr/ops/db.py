@@ -1,0 +1,101 @@
+"""The SQLite ops database: runs, AIS observations and chip jobs, with versioned migrations.
+
+WAL mode, one connection per call site, every write in a transaction. Times are ISO 8601
+UTC strings. The schema version lives in ``PRAGMA user_version``; :data:`MIGRATIONS` is an
+append-only list, so an older database is upgraded in place on open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from s2xr.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS: list[str] = [
+    # 1: the predecessor's tables, made explicit, plus runs
+    """
+    CREATE TABLE runs (
+        run_id      TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        status      TEXT NOT NULL CHECK (status IN ('running','done','failed','interrupted')),
+        pid         INTEGER,
+        summary     TEXT
+    );
+    CREATE TABLE ais_observations (
+        id          INTEGER PRIMARY KEY,
+        mmsi        INTEGER NOT NULL,
+        time        TEXT,
+        lat         REAL NOT NULL,
+        lon         REAL NOT NULL,
+        sog REAL, cog REAL, heading REAL,
+        ship_type INTEGER, length REAL, beam REAL, ship_name TEXT,
+        source TEXT, provider TEXT, tile_id TEXT, run_id TEXT,
+        UNIQUE (mmsi, time, lat, lon)
+    );
+    CREATE INDEX ais_obs_mmsi_time ON ais_observations (mmsi, time);
+    CREATE TABLE chip_jobs (
+        job_id          TEXT PRIMARY KEY,
+        mmsi            INTEGER,
+        item_id         TEXT,
+        scene_datetime  TEXT,
+        chip_id         TEXT,
+        state           TEXT NOT NULL CHECK (state IN ('pending','running','done','failed',
+                            'rejected','no_scene','deferred','abandoned')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        reason          TEXT,
+        next_attempt_at TEXT,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        run_id          TEXT
+    );
+    CREATE INDEX chip_jobs_state ON chip_jobs (state, next_attempt_at);
+    CREATE UNIQUE INDEX chip_jobs_chip ON chip_jobs (chip_id) WHERE chip_id IS NOT NULL;
+    """,
+    # 2: where the AIS points of a job came from (for retries)
+    """
+    ALTER TABLE chip_jobs ADD COLUMN ais_source TEXT;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations; returns the schema version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StorageError(f"ops DB schema v{version} is newer than this s2xr "
+                           f"(v{SCHEMA_VERSION}); upgrade s2xr")
+    for v in range(version, SCHEMA_VERSION):
+        with conn:
+            conn.executescript(MIGRATIONS[v])
+            conn.execute(f"PRAGMA user_version = {v + 1}")
+        log.info("ops DB migrated to schema v%d", v + 1)
+    return SCHEMA_VERSION
+
+
+@contextlib.contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to the ops DB at ``path`` (created and migrated as needed)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30, isolation_level="DEFERRED")
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(f"cannot open ops DB {path}: {exc}") from exc
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        migrate(conn)
+        yield conn
+    finally:
+        conn.close()

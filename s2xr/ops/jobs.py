@@ -1,0 +1,182 @@
+"""Chip jobs and runs in the ops DB: states, retries with exponential back-off, recovery.
+
+Every attempt ends in ``done``, ``failed``, ``rejected`` (gate reason), ``no_scene`` or
+``deferred``. ``failed`` and ``deferred`` jobs are retried after
+``initial_backoff_min × 2^(attempts−1)`` minutes, capped at ``max_backoff_hours``; after
+``max_retries`` failed attempts a job is ``abandoned``. Time comes from a :class:`Clock` so
+tests control it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from s2xr.config import OpsConfig
+from s2xr.ops.db import connect
+
+TERMINAL = ("done", "rejected", "abandoned")
+RETRYABLE = ("failed", "deferred")
+STATES = ("pending", "running", "done", "failed", "rejected", "no_scene", "deferred",
+          "abandoned")
+
+
+class Clock(Protocol):
+    def now(self) -> pd.Timestamp: ...
+
+
+class SystemClock:
+    """Wall-clock UTC."""
+
+    def now(self) -> pd.Timestamp:
+        return pd.Timestamp.now(tz="UTC")
+
+
+@dataclass
+class ManualClock:
+    """A clock tests move by hand."""
+
+    t: pd.Timestamp
+
+    def now(self) -> pd.Timestamp:
+        return self.t
+
+    def advance(self, **kw: float) -> None:
+        self.t = self.t + pd.Timedelta(**kw)
+
+
+def _iso(t: pd.Timestamp) -> str:
+    return pd.Timestamp(t).tz_convert("UTC").isoformat()
+
+
+def backoff(attempts: int, cfg: OpsConfig) -> pd.Timedelta:
+    """Delay before the next attempt after ``attempts`` failed ones (≥ 1)."""
+    minutes = cfg.initial_backoff_min * 2 ** max(attempts - 1, 0)
+    return pd.Timedelta(minutes=min(minutes, cfg.max_backoff_hours * 60))
+
+
+class JobStore:
+    """Runs and chip jobs of one dataset's ops DB."""
+
+    def __init__(self, path: Path, cfg: OpsConfig | None = None,
+                 clock: Clock | None = None) -> None:
+        self.path = Path(path)
+        self.cfg = cfg or OpsConfig()
+        self.clock = clock or SystemClock()
+
+    # -- runs -------------------------------------------------------------------------
+    def start_run(self, kind: str) -> str:
+        run_id = f"{self.clock.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        with connect(self.path) as c, c:
+            c.execute("INSERT INTO runs (run_id, kind, started_at, status, pid) "
+                      "VALUES (?, ?, ?, 'running', ?)",
+                      (run_id, kind, _iso(self.clock.now()), os.getpid()))
+        return run_id
+
+    def end_run(self, run_id: str, status: str, summary: dict | None = None) -> None:
+        with connect(self.path) as c, c:
+            c.execute("UPDATE runs SET ended_at=?, status=?, summary=? WHERE run_id=?",
+                      (_iso(self.clock.now()), status, json.dumps(summary or {}, default=str),
+                       run_id))
+
+    def recover(self) -> int:
+        """Mark runs left ``running`` by dead processes as interrupted and their running
+        jobs as failed (so back-off applies). Returns how many runs were recovered."""
+        with connect(self.path) as c:
+            rows = c.execute("SELECT run_id, pid FROM runs WHERE status='running'").fetchall()
+        dead = [r["run_id"] for r in rows if not _alive(r["pid"])]
+        for run_id in dead:
+            with connect(self.path) as c, c:
+                c.execute("UPDATE runs SET status='interrupted', ended_at=? WHERE run_id=?",
+                          (_iso(self.clock.now()), run_id))
+            stale = self.jobs(run_id=run_id, states=("running", "pending"))
+            self.mark(stale["job_id"], "failed", "interrupted (process died)")
+        return len(dead)
+
+    # -- jobs -------------------------------------------------------------------------
+    def register(self, jobs: pd.DataFrame, run_id: str, ais_source: str | None = None) -> None:
+        """Insert jobs (columns job_id, mmsi, item_id, scene_datetime, chip_id) as pending;
+        existing jobs keep their state."""
+        now = _iso(self.clock.now())
+        rows = [(r.job_id, int(r.mmsi), r.item_id, _iso(r.scene_datetime), r.chip_id, now, now,
+                 run_id, ais_source) for r in jobs.itertuples()]
+        with connect(self.path) as c, c:
+            c.executemany("INSERT OR IGNORE INTO chip_jobs (job_id, mmsi, item_id, "
+                          "scene_datetime, chip_id, state, created_at, updated_at, run_id, "
+                          "ais_source) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)", rows)
+
+    def mark(self, job_ids: Iterable[str], state: str, reason: str | None = None,
+             reasons: dict[str, str] | None = None) -> None:
+        """Move jobs to ``state``; failed/deferred count an attempt and schedule the next
+        one (or abandon the job past ``max_retries``)."""
+        if state not in STATES:
+            raise ValueError(f"unknown job state {state!r}")
+        ids = list(job_ids)
+        if not ids:
+            return
+        now = self.clock.now()
+        with connect(self.path) as c, c:
+            for jid in ids:
+                why = (reasons or {}).get(jid, reason)
+                if state in RETRYABLE:
+                    row = c.execute("SELECT attempts FROM chip_jobs WHERE job_id=?",
+                                    (jid,)).fetchone()
+                    attempts = (row["attempts"] if row else 0) + 1
+                    if attempts > self.cfg.max_retries:
+                        c.execute("UPDATE chip_jobs SET state='abandoned', attempts=?, "
+                                  "reason=?, next_attempt_at=NULL, updated_at=? "
+                                  "WHERE job_id=?", (attempts, why, _iso(now), jid))
+                        continue
+                    nxt = _iso(now + backoff(attempts, self.cfg))
+                    c.execute("UPDATE chip_jobs SET state=?, attempts=?, reason=?, "
+                              "next_attempt_at=?, updated_at=? WHERE job_id=?",
+                              (state, attempts, why, nxt, _iso(now), jid))
+                else:
+                    c.execute("UPDATE chip_jobs SET state=?, reason=?, next_attempt_at=NULL, "
+                              "updated_at=? WHERE job_id=?", (state, why, _iso(now), jid))
+
+    def jobs(self, *, run_id: str | None = None,
+             states: Iterable[str] | None = None) -> pd.DataFrame:
+        q, args = "SELECT * FROM chip_jobs WHERE 1=1", []
+        if run_id:
+            q += " AND run_id=?"
+            args.append(run_id)
+        if states:
+            st = list(states)
+            q += f" AND state IN ({','.join('?' * len(st))})"
+            args += st
+        with connect(self.path) as c:
+            return pd.read_sql_query(q, c, params=args)
+
+    def due(self, limit: int | None = None) -> pd.DataFrame:
+        """Failed/deferred jobs whose back-off has elapsed, oldest first."""
+        q = ("SELECT * FROM chip_jobs WHERE state IN ('failed','deferred') AND "
+             "next_attempt_at <= ? ORDER BY next_attempt_at")
+        if limit:
+            q += f" LIMIT {int(limit)}"
+        with connect(self.path) as c:
+            return pd.read_sql_query(q, c, params=[_iso(self.clock.now())])
+
+    def counts(self) -> dict[str, int]:
+        with connect(self.path) as c:
+            rows = c.execute("SELECT state, COUNT(*) n FROM chip_jobs GROUP BY state").fetchall()
+        return {r["state"]: r["n"] for r in rows}
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
