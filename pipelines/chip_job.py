@@ -19,7 +19,10 @@ from s2xr.ais import position_at, read_ais_table
 from pipelines.scheduler import use_scheduler
 from s2xr.chips import cut_chips, plan_chips
 from s2xr.config import Config
+from s2xr.errors import StacError
 from s2xr.gate import gate_chips
+from s2xr.ops import JobStore, connect
+from s2xr.ops.jobs import Clock
 from s2xr.scenes import (
     ItemSource,
     candidate_targets,
@@ -30,6 +33,7 @@ from s2xr.scenes import (
 )
 from s2xr.splits import assign_splits
 from s2xr.store import write_chips
+from s2xr.store.consistency import dataset_lock, reconcile
 from s2xr.store.index import read_index
 from s2xr.store.layout import atomic_write, ensure_writable
 
@@ -54,6 +58,8 @@ class ChipJobResult:
     rejects: pd.DataFrame
     scheduler: str = ""
     index_rows: int = 0
+    n_deferred: int = 0
+    run_id: str = ""
     outputs: dict[str, Path] = field(default_factory=dict)
 
     def summary_table(self) -> str:
@@ -64,6 +70,7 @@ class ChipJobResult:
                 ("rejected by the gate", self.n_chips - self.n_passed),
                 ("points/targets without chip", int((self.rejects["stage"] != "gate").sum())
                  if len(self.rejects) else 0),
+                ("jobs deferred (STAC down)", self.n_deferred),
                 ("chips in index", self.index_rows)]
         w = max(len(r[0]) for r in rows)
         return "\n".join(f"  {k:<{w}}  {v:>7}" for k, v in rows)
@@ -149,21 +156,108 @@ def _write_rejects(root: Path, rejects: pd.DataFrame) -> None:
     atomic_write(path, lambda p: full.astype({"item_id": str}).to_parquet(p, index=False))
 
 
+def db_path(cfg: Config) -> Path:
+    """The ops DB of the dataset (``ops.db_path`` or ``{storage.root}/ops.sqlite``)."""
+    return Path(cfg.ops.db_path) if cfg.ops.db_path else Path(cfg.storage.root) / "ops.sqlite"
+
+
+def record_observations(store: JobStore, points: pd.DataFrame, run_id: str) -> None:
+    """Append the run's AIS points to ``ais_observations`` (duplicates ignored)."""
+    cols = ["mmsi", "time", "lat", "lon", "sog", "cog", "heading", "ship_type", "length",
+            "beam", "ship_name", "source", "provider"]
+    df = pd.DataFrame({c: points.get(c, None) for c in cols})
+    df["time"] = pd.to_datetime(df["time"], utc=True).map(
+        lambda t: None if pd.isna(t) else t.isoformat())
+    df = df.astype(object).where(df.notna(), None)
+    rows = [(*r, run_id) for r in df.itertuples(index=False)]
+    with connect(store.path) as c, c:
+        c.executemany(f"INSERT OR IGNORE INTO ais_observations ({', '.join(cols)}, run_id) "
+                      f"VALUES ({', '.join('?' * (len(cols) + 1))})", rows)
+
+
 def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
                  source: ItemSource | None = None, start: pd.Timestamp | None = None,
                  end: pd.Timestamp | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> ChipJobResult:
-    """Run the whole chip job for an AIS table (path or DataFrame). Computes and writes."""
+                 progress: Callable[[int, int], None] | None = None,
+                 clock: Clock | None = None,
+                 only_mmsi: set[int] | None = None) -> ChipJobResult:
+    """Run the whole chip job for an AIS table (path or DataFrame). Computes and writes.
+
+    Holds the dataset lock (a second concurrent run is refused), repairs what a crash left
+    (:func:`~s2xr.store.consistency.reconcile`), and records every attempt in the ops DB:
+    chips end ``done``, ``rejected`` (gate reason) or ``failed`` (read error, retried with
+    back-off); points without a scene ``no_scene``; a STAC outage ``deferred``.
+    """
     root = Path(cfg.storage.root)
     ensure_writable(root)
+    with dataset_lock(root):
+        reconcile(root)
+        store = JobStore(db_path(cfg), cfg.ops, clock)
+        store.recover()
+        run_id = store.start_run("chip")
+        try:
+            res = _run_chip_job(cfg, ais, store, run_id, source=source, start=start, end=end,
+                                progress=progress, only_mmsi=only_mmsi)
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            store.end_run(run_id, status, {"error": f"{type(exc).__name__}: {exc}"})
+            raise
+        store.end_run(run_id, "done", {"chips": res.n_chips, "passed": res.n_passed,
+                                       "deferred": res.n_deferred})
+        res.run_id = run_id
+        return res
+
+
+def _mark_chip_jobs(store: JobStore, index: pd.DataFrame, chip_ids: set[str]) -> None:
+    rows = index.loc[index["chip_id"].isin(chip_ids)]
+    ok = rows["qa_pass"].astype(bool)
+    read_err = rows["qa_reason"].astype(str).str.startswith("read_error")
+    store.mark(rows.loc[ok, "chip_id"], "done")
+    store.mark(rows.loc[~ok & read_err, "chip_id"], "failed",
+               reasons=dict(zip(rows["chip_id"], rows["qa_reason"], strict=True)))
+    store.mark(rows.loc[~ok & ~read_err, "chip_id"], "rejected",
+               reasons=dict(zip(rows["chip_id"], rows["qa_reason"], strict=True)))
+
+
+def _defer(store: JobStore, points: pd.DataFrame, run_id: str, ais_source: str | None,
+           reason: str) -> int:
+    t = pd.to_datetime(points["time"], utc=True) if "time" in points else None
+    day = t.dt.strftime("%Y%m%d") if t is not None else "any"
+    keys = pd.DataFrame({"mmsi": points["mmsi"], "day": day}).drop_duplicates()
+    jobs = pd.DataFrame({"job_id": "defer|" + keys["mmsi"].astype(str) + "|" + keys["day"],
+                         "mmsi": keys["mmsi"], "item_id": None,
+                         "scene_datetime": pd.Timestamp.now(tz="UTC"), "chip_id": None})
+    store.register(jobs, run_id, ais_source)
+    store.mark(jobs["job_id"], "deferred", reason)
+    return len(jobs)
+
+
+def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, run_id: str,
+                  *, source: ItemSource | None, start: pd.Timestamp | None,
+                  end: pd.Timestamp | None, progress: Callable[[int, int], None] | None,
+                  only_mmsi: set[int] | None) -> ChipJobResult:
+    root = Path(cfg.storage.root)
+    ais_source = str(Path(ais).resolve()) if isinstance(ais, str | Path) else None
     table = read_ais_table(ais)
     points = table.points
+    if only_mmsi is not None:
+        points = points.loc[points["mmsi"].isin(only_mmsi)]
+    record_observations(store, points, run_id)
     rej = [table.rejects.assign(stage="ais", item_id=None, mmsi=table.rejects.get("mmsi"))
            [["row", "mmsi", "item_id", "stage", "reason"]] if len(table.rejects) else
            pd.DataFrame(columns=["row", "mmsi", "item_id", "stage", "reason"])]
     log.info("AIS: %d valid point(s) of %d ship(s), %d rejected row(s)", len(points),
              points["mmsi"].nunique(), len(table.rejects))
-    search = search_scenes(points, cfg.stac, source, start=start, end=end)
+    try:
+        search = search_scenes(points, cfg.stac, source, start=start, end=end)
+    except StacError as exc:
+        n = _defer(store, points, run_id, ais_source, f"STAC unavailable: {exc}")
+        log.error("STAC unavailable: %d job(s) deferred, retried with back-off "
+                  "(`s2xr ops retry`): %s", n, exc)
+        return ChipJobResult(root=root, n_points=len(points), n_items=0, n_searches=0,
+                             n_planned=0, n_skipped_existing=0, n_chips=0, n_passed=0,
+                             rejects=pd.concat(rej), n_deferred=n,
+                             index_rows=len(read_index(root)))
     bands = cfg.chip.all_bands
     usable, bad_items = split_usable_items(search.items, (*bands, "scl"))
     rej.append(bad_items)
@@ -178,7 +272,18 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
     rej.append(cplan.rejects.assign(stage="plan", row=pd.NA))
     plan = cplan.plan
     n_planned = len(plan)
-    existing = set(read_index(root)["chip_id"])
+    existing_index = read_index(root)
+    existing = set(existing_index["chip_id"])
+    store.register(cplan.plan.assign(job_id=cplan.plan["chip_id"]), run_id, ais_source)
+    _mark_chip_jobs(store, existing_index, set(cplan.plan["chip_id"]) & existing)
+    if len(unmatched):
+        u = unmatched.drop_duplicates("mmsi")
+        store.register(pd.DataFrame({"job_id": "noscene|" + u["mmsi"].astype(str) + "|" +
+                                     run_id, "mmsi": u["mmsi"], "item_id": None,
+                                     "scene_datetime": pd.Timestamp.now(tz="UTC"),
+                                     "chip_id": None}), run_id, ais_source)
+        store.mark("noscene|" + u["mmsi"].astype(str) + "|" + run_id, "no_scene",
+                   str(u["reason"].iloc[0]))
     plan = plan.loc[~plan["chip_id"].isin(existing)].reset_index(drop=True)
     n_skip = n_planned - len(plan)
     if n_skip:
@@ -207,6 +312,7 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
                                   progress=tick)
         n_chips, n_passed = summary.n_chips, summary.n_passed
         idx = summary.index
+        _mark_chip_jobs(store, idx, set(plan["chip_id"]))
         gate_rej = idx.loc[idx["chip_id"].isin(plan["chip_id"]) & ~idx["qa_pass"].astype(bool)]
         rej.append(pd.DataFrame({"row": pd.NA, "mmsi": gate_rej["mmsi"],
                                  "item_id": gate_rej["scene_id"], "stage": "gate",

@@ -1,0 +1,118 @@
+"""Keep the stores consistent: one writer at a time, and repair after a crash.
+
+Writes go files → cube → index, so after a crash (even SIGKILL) the index is the truth:
+:func:`reconcile` truncates cube rows and deletes chip files the index does not name, and
+removes temp files. :func:`dataset_lock` is an advisory ``flock`` on ``{root}/.s2xr.lock``
+(released by the OS when the holder dies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from s2xr.errors import StorageError
+from s2xr.store.cube import CUBE_NAME
+from s2xr.store.index import read_index
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".s2xr.lock"
+
+
+@contextlib.contextmanager
+def dataset_lock(root: Path, *, wait: bool = False) -> Iterator[Path]:
+    """Hold the dataset's write lock; raise ``StorageError`` if another run holds it (or
+    block until it is free with ``wait=True``)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise StorageError(f"another s2xr run (pid {holder}) is writing to {root}; wait "
+                               "for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    cube_rows_dropped: int
+    files_removed: int
+    temp_files_removed: int
+
+
+def _truncate_cube(root: Path, keep: set[str]) -> int:
+    import zarr
+
+    path = root / CUBE_NAME
+    if not (path / "zarr.json").exists():
+        return 0
+    group = zarr.open_group(str(path), mode="r+")
+    ids = np.asarray(group["chip_id"][:], dtype=object)
+    extra = np.array([c not in keep for c in ids])
+    if not extra.any():
+        return 0
+    first = int(np.argmax(extra))
+    if extra[first:].all():  # the usual case: the last append is not in the index
+        for _, arr in group.arrays():
+            dims = arr.metadata.dimension_names or ()
+            if dims and dims[0] == "chip":
+                arr.resize((first, *arr.shape[1:]))
+        return int(extra.sum())
+    # rows in the middle (e.g. after a prune): rewrite the cube without them
+    from s2xr.store.cube import open_chips
+
+    ds = open_chips(path).isel(chip=np.flatnonzero(~extra)).load()
+    for v in ds.variables.values():
+        v.encoding = {k: e for k, e in v.encoding.items() if k in ("units", "dtype")}
+    tmp = root / (CUBE_NAME + ".rewrite")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False)
+    shutil.rmtree(path)
+    tmp.rename(path)
+    return int(extra.sum())
+
+
+def reconcile(root: Path) -> ReconcileReport:
+    """Make cube and files agree with the index (the last thing written)."""
+    root = Path(root)
+    index = read_index(root)
+    passed = set(index.loc[index["qa_pass"].astype(bool), "chip_id"]) if len(index) else set()
+    dropped = _truncate_cube(root, passed)
+    removed = temps = 0
+    chips_dir = root / "chips"
+    if chips_dir.exists():
+        for f in chips_dir.rglob("*"):
+            if not f.is_file():
+                continue
+            if f.name.startswith(".") and f.name.endswith(".tmp"):
+                f.unlink()
+                temps += 1
+            elif f.stem not in passed:
+                f.unlink()
+                removed += 1
+    for f in (root / "indexes").glob(".*.tmp") if (root / "indexes").exists() else []:
+        f.unlink()
+        temps += 1
+    if dropped or removed or temps:
+        log.warning("reconciled %s: dropped %d cube row(s), %d orphan file(s), %d temp file(s)",
+                    root, dropped, removed, temps)
+    return ReconcileReport(dropped, removed, temps)
