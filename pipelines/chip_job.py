@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from s2xr.ais import position_at, read_ais_table
 
 from pipelines.scheduler import use_scheduler
+from s2xr.ais import position_at, read_ais_table
 from s2xr.chips import cut_chips, plan_chips
 from s2xr.config import Config
 from s2xr.errors import StacError
@@ -242,6 +242,9 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     points = table.points
     if only_mmsi is not None:
         points = points.loc[points["mmsi"].isin(only_mmsi)]
+    if "overpass_time" in points and points["time"].isna().any():
+        # a fix without its own time is taken at its scheduled overpass time
+        points = points.assign(time=points["time"].fillna(points["overpass_time"]))
     record_observations(store, points, run_id)
     rej = [table.rejects.assign(stage="ais", item_id=None, mmsi=table.rejects.get("mmsi"))
            [["row", "mmsi", "item_id", "stage", "reason"]] if len(table.rejects) else
