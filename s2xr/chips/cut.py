@@ -9,6 +9,7 @@ has ~2 nodes per batch, whatever the number of chips, and no task reads a whole 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -40,9 +41,23 @@ MAX_OPEN_PER_THREAD = 64
 GDAL_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
 
+_generation = [0]
+
+
+def reset_dataset_cache() -> None:
+    """Make every thread close its cached dataset handles (and so their GDAL block caches)
+    on its next read. Used between benchmark runs and after files are replaced."""
+    _generation[0] += 1
+
+
 def _dataset(href: str) -> Any:
     """A rasterio dataset for ``href``, opened once per thread (LRU of 64)."""
     cache: OrderedDict[str, Any] = getattr(_local, "datasets", None) or OrderedDict()
+    if getattr(_local, "generation", 0) != _generation[0]:
+        for ds in cache.values():
+            ds.close()
+        cache.clear()
+        _local.generation = _generation[0]
     _local.datasets = cache
     ds = cache.get(href)
     if ds is None:
@@ -70,7 +85,7 @@ class WindowPlan:
 
     rows: tuple[int, int]
     cols: tuple[int, int]
-    wy: np.ndarray  # (size, n_rows) weights, or (size,) int indices for nearest
+    wy: np.ndarray  # (3, size) i0, i1, weight for bilinear; (size,) indices for nearest
     wx: np.ndarray
     valid_y: np.ndarray  # (size,) bool: output row centre lies on the raster
     valid_x: np.ndarray
@@ -84,25 +99,57 @@ class WindowPlan:
 def _axis(start: float, f: float, size: int, n: int, nearest: bool
           ) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
     """Source window and operator along one axis. ``start``: source pixel coordinate (edges
-    at integers) of the output's first edge; ``f``: source pixels per output pixel."""
+    at integers) of the output's first edge; ``f``: source pixels per output pixel.
+
+    Nearest: (size,) indices into the window. Bilinear: (3, size) rows i0, i1 (indices into
+    the window) and the weight w of i1, between pixel centres, clamped at the raster edge.
+    """
+    lo_int = math.floor(start)
+    frac = start - lo_int
+    span = size * f + 2
+    if lo_int >= 1 and lo_int + span < n - 1:  # interior: the operator only depends on frac
+        (lo, hi), op = _interior_axis(round(frac, 9), f, size, nearest)
+        return (lo + lo_int, hi + lo_int), op, _ALL_VALID.setdefault(size, np.ones(size, bool))
     q = start + (np.arange(size) + 0.5) * f  # output pixel centres in source coordinates
     valid = (q >= 0) & (q < n)
     if not valid.any():
-        return (0, 0), np.zeros((size, 0)), valid
+        return (0, 0), np.zeros((3, size) if not nearest else size, dtype=np.int64), valid
     if nearest:
         idx = np.clip(np.floor(q).astype(np.int64), 0, n - 1)
         lo, hi = int(idx[valid].min()), int(idx[valid].max()) + 1
         return (lo, hi), np.clip(idx - lo, 0, hi - lo - 1), valid
-    p = np.clip(q - 0.5, 0, n - 1)  # bilinear between pixel centres, clamped at the edge
+    p = np.clip(q - 0.5, 0, n - 1)
     i0 = np.floor(p).astype(np.int64)
     i1 = np.minimum(i0 + 1, n - 1)
     w = p - i0
     lo, hi = int(i0[valid].min()), int(i1[valid].max()) + 1
-    op = np.zeros((size, hi - lo))
-    rows = np.flatnonzero(valid)
-    np.add.at(op, (rows, i0[rows] - lo), 1 - w[rows])
-    np.add.at(op, (rows, i1[rows] - lo), w[rows])
-    return (lo, hi), op, valid
+    i0 = np.clip(i0 - lo, 0, hi - lo - 1)
+    i1 = np.clip(i1 - lo, 0, hi - lo - 1)
+    return (lo, hi), np.stack([i0, i1, w]), valid
+
+
+_ALL_VALID: dict[int, np.ndarray] = {}
+
+
+@functools.lru_cache(maxsize=1024)
+def _interior_axis(frac: float, f: float, size: int, nearest: bool
+                   ) -> tuple[tuple[int, int], np.ndarray]:
+    """Axis operator for a window starting at fractional offset ``frac`` well inside the
+    raster (so no clamping); indices relative to the start's integer part."""
+    q = frac + (np.arange(size) + 0.5) * f
+    if nearest:
+        idx = np.floor(q).astype(np.int64)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        op = idx - lo
+    else:
+        p = q - 0.5
+        i0 = np.floor(p).astype(np.int64)
+        i1 = i0 + 1
+        w = p - i0
+        lo, hi = int(i0.min()), int(i1.max()) + 1
+        op = np.stack([i0 - lo, i1 - lo, w])
+    op.setflags(write=False)
+    return (lo, hi), op
 
 
 def plan_window(transform: Any, shape: tuple[int, int], x_left: float, y_top: float, size: int,
@@ -143,12 +190,19 @@ def apply_window(src: np.ndarray, plan: WindowPlan, nodata: float = 0) -> np.nda
         out[~plan.valid_y, :] = nodata
         out[:, ~plan.valid_x] = nodata
         return out
+    if plan.empty:
+        return np.full((size, size), np.nan, np.float32)
+    y0, y1, wy = plan.wy[0].astype(np.int64), plan.wy[1].astype(np.int64), plan.wy[2]
+    x0, x1, wx = plan.wx[0].astype(np.int64), plan.wx[1].astype(np.int64), plan.wx[2]
     srcf = src.astype(np.float32)
-    wy, wx = plan.wy.astype(np.float32), plan.wx.astype(np.float32)
-    out = wy @ srcf @ wx.T
-    bad = (src == nodata).astype(np.float32)
+    wy32 = wy.astype(np.float32)[:, None]
+    wx32 = wx.astype(np.float32)[None, :]
+    rows = srcf[y0] + (srcf[y1] - srcf[y0]) * wy32  # (size, cols)
+    out = rows[:, x0] + (rows[:, x1] - rows[:, x0]) * wx32
+    bad = src == nodata
     if bad.any():
-        out[(wy @ bad @ wx.T) > 1e-6] = np.nan
+        b = bad[y0] | (bad[y1] & (wy > 0)[:, None])
+        out[b[:, x0] | (b[:, x1] & (wx > 0)[None, :])] = np.nan
     out[~plan.valid_y, :] = np.nan
     out[:, ~plan.valid_x] = np.nan
     return out
@@ -198,35 +252,47 @@ def _read_window_gdal(src: Any, x_left: float, y_top: float, size: int, res: flo
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _dn_lut(scale: float, offset: float) -> np.ndarray:
+    """float32 reflectance for every uint16 DN (DN 0, nodata → NaN)."""
+    lut = np.arange(65536, dtype=np.float32) * np.float32(scale) + np.float32(offset)
+    lut[0] = np.nan
+    lut.setflags(write=False)
+    return lut
+
+
 def read_batch(records: Sequence[tuple[Any, ...]], size: int, res: float,
-               resampling: str) -> np.ndarray:
-    """Read a batch → float32 (chip, band + 2, y, x): reflectance bands, SCL, status.
+               resampling: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read a batch → (reflectance float32 (chip, band, y, x), scl uint8 (chip, y, x),
+    read_error bool (chip,)).
 
     Each record is (hrefs, scales, offsets, scl_href, x_left, y_top). DN 0 → NaN. A chip
-    whose rasters cannot be read (missing or corrupt file) is all-NaN with status 1 (its
-    error is logged); the rest of the batch is unaffected.
+    whose rasters cannot be read (missing or corrupt file) is all-NaN with read_error set
+    (its error is logged); the rest of the batch is unaffected.
     """
     rs = _RESAMPLING[resampling]
     nb = len(records[0][0]) if records else 0
-    out = np.empty((len(records), nb + 2, size, size), dtype=np.float32)
+    refl_out = np.empty((len(records), nb, size, size), dtype=np.float32)
+    scl_out = np.zeros((len(records), size, size), dtype=np.uint8)
+    err = np.zeros(len(records), dtype=bool)
     for k, (hrefs, scales, offsets, scl_href, x_left, y_top) in enumerate(records):
-        out[k, nb + 1] = 0.0
         try:
             for b, href in enumerate(hrefs):
                 dn = read_window(href, x_left, y_top, size, res, rs)
-                refl = out[k, b]
-                np.multiply(dn, np.float32(scales[b]), out=refl, casting="unsafe")
-                refl += np.float32(offsets[b])
-                if dn.dtype.kind in "ui":
-                    np.putmask(refl, dn == 0, np.nan)
-            out[k, nb] = read_window(scl_href, x_left, y_top, size, res, Resampling.nearest)
+                if dn.dtype == np.uint16:  # one gather through a DN → reflectance table
+                    np.take(_dn_lut(scales[b], offsets[b]), dn, out=refl_out[k, b])
+                else:  # resampled float DN, NaN already marks nodata
+                    refl = refl_out[k, b]
+                    np.multiply(dn, np.float32(scales[b]), out=refl, casting="unsafe")
+                    refl += np.float32(offsets[b])
+            scl_out[k] = read_window(scl_href, x_left, y_top, size, res, Resampling.nearest)
         except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
             log.warning("chip at (%.1f, %.1f): read failed, recorded as read_error: %s",
                         x_left, y_top, exc)
-            out[k, :nb] = np.nan
-            out[k, nb] = 0.0
-            out[k, nb + 1] = 1.0
-    return out
+            refl_out[k] = np.nan
+            scl_out[k] = 0
+            err[k] = True
+    return refl_out, scl_out, err
 
 
 def _item_assets(stack: xr.DataArray, bands: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -282,17 +348,23 @@ def cut_chips(stack: xr.DataArray | Mapping[int, xr.DataArray], plan: pd.DataFra
                for i, xl, yt in zip(plan["item_id"], plan["x_left"], plan["y_top"], strict=True)]
     n = len(records)
     bs = spec.batch_size
-    blocks = []
+    r_blocks, s_blocks, e_blocks = [], [], []
     for s in range(0, n, bs):
         part = records[s:s + bs]
-        task = dask.delayed(read_batch, pure=True)(part, size, res, spec.resampling)
-        blocks.append(da.from_delayed(task, shape=(len(part), len(bands) + 2, size, size),
-                                      dtype=np.float32))
-    data = (da.concatenate(blocks, axis=0) if blocks
-            else da.zeros((0, len(bands) + 2, size, size), dtype=np.float32))
-    refl = data[:, : len(bands)]
-    scl = data[:, len(bands)].astype(np.uint8)
-    read_error = data[:, len(bands) + 1, 0, 0] > 0
+        m = len(part)
+        task = dask.delayed(read_batch, pure=True, nout=3)(part, size, res, spec.resampling)
+        r_blocks.append(da.from_delayed(task[0], shape=(m, len(bands), size, size),
+                                        dtype=np.float32))
+        s_blocks.append(da.from_delayed(task[1], shape=(m, size, size), dtype=np.uint8))
+        e_blocks.append(da.from_delayed(task[2], shape=(m,), dtype=bool))
+    if r_blocks:
+        refl = da.concatenate(r_blocks, axis=0)
+        scl = da.concatenate(s_blocks, axis=0)
+        read_error = da.concatenate(e_blocks, axis=0)
+    else:
+        refl = da.zeros((0, len(bands), size, size), dtype=np.float32)
+        scl = da.zeros((0, size, size), dtype=np.uint8)
+        read_error = da.zeros((0,), dtype=bool)
     transform = np.stack([np.full(n, res), np.zeros(n), plan["x_left"].to_numpy(float),
                           np.zeros(n), np.full(n, -res), plan["y_top"].to_numpy(float)], axis=1)
     coords = {
@@ -320,5 +392,5 @@ def cut_chips(stack: xr.DataArray | Mapping[int, xr.DataArray], plan: pd.DataFra
     ds["read_error"] = ("chip", read_error)
     ds["valid_frac"] = ds["reflectance"].isel(band=0).notnull().mean(("y", "x")).astype(
         np.float32)
-    log.info("cut graph: %d chip(s) in %d task(s) of ≤ %d", n, len(blocks), bs)
+    log.info("cut graph: %d chip(s) in %d task(s) of ≤ %d", n, len(r_blocks), bs)
     return ds
