@@ -11,6 +11,8 @@ from pipelines.chip_cmd import print_result
 from pipelines.chip_job import run_chip_job
 from pipelines.options import config_option, resolve_config, scheduler_option
 from s2xr.demo import StacApiServer, build_world
+from s2xr.store.files import write_contact_sheet
+from s2xr.store.index import read_index
 
 
 @click.command("demo")
@@ -51,11 +53,18 @@ def demo(config_path: str | None, out: str | None, window_px: int | None,
         bar.close()
     click.echo("STAC API stopped.")
     print_result(res)
+    idx = read_index(root)
+    passed = idx.loc[idx["qa_pass"].astype(bool)].head(48)
+    sheet = write_contact_sheet(root / "quicklooks.png",
+                                [(root / p).with_suffix(".jpg") for p in passed["path"]],
+                                labels=[str(m) for m in passed["mmsi"]])
     click.echo(f"\n{res.index_rows} chips on disk ({res.n_passed} new passed the gate this run) "
                f"under {root.resolve()}")
+    if sheet:
+        click.echo(f"contact sheet:    {sheet}  (first {len(passed)} passed chips; red box = "
+                   "ship position at sensing time)")
     click.echo("open in Jupyter:  import s2xr.store; s2xr.store.open_chips("
                f"'{root}')")
-    click.echo(f"dashboard:        s2xr dashboard --root {root}   (Panel, 127.0.0.1)")
 
 
 def _default_demo_config() -> str | None:

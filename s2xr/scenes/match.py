@@ -58,7 +58,11 @@ def candidate_targets(points: pd.DataFrame, items: pd.DataFrame, window_hours: f
     targets = targets.drop_duplicates(["target_key", "item_id"]).reset_index(drop=True)
     miss = np.flatnonzero(~matched)
     unmatched = pd.DataFrame({"row": points.index.to_numpy()[miss],
-                              "mmsi": points["mmsi"].to_numpy()[miss],
-                              "reason": "no Sentinel-2 item covers this point within "
-                                        f"±{window_hours:g} h"})
+                              "mmsi": points["mmsi"].to_numpy()[miss]})
+    # one record per ship (with its first row and how many fixes), not one per fix
+    counts = unmatched.groupby("mmsi")["row"].agg(["first", "size"]).reset_index()
+    unmatched = pd.DataFrame({
+        "row": counts["first"], "mmsi": counts["mmsi"],
+        "reason": [f"no Sentinel-2 item covers this ship within ±{window_hours:g} h "
+                   f"({n} point(s))" for n in counts["size"]]})
     return targets, unmatched

@@ -63,3 +63,27 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
 
 def footprint_feature(geometry: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "Feature", "geometry": geometry, "properties": properties}
+
+
+def write_contact_sheet(path: Path, quicklooks: Sequence[Path], *, columns: int = 8,
+                        tile: int = 128, labels: Sequence[str] | None = None) -> Path | None:
+    """A grid of chip quicklooks (JPG → one PNG), e.g. the first 48 chips of a run."""
+    from PIL import ImageDraw
+
+    files = [Path(q) for q in quicklooks if Path(q).is_file()]
+    if not files:
+        return None
+    rows = (len(files) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * tile, rows * tile), (20, 20, 20))
+    draw = ImageDraw.Draw(sheet)
+    for k, f in enumerate(files):
+        with Image.open(f) as im:
+            thumb = im.convert("RGB").resize((tile, tile))
+        x, y = (k % columns) * tile, (k // columns) * tile
+        sheet.paste(thumb, (x, y))
+        cx, cy = x + tile // 2, y + tile // 2
+        draw.rectangle((cx - 6, cy - 6, cx + 6, cy + 6), outline=(255, 60, 60))
+        if labels:
+            draw.text((x + 3, y + 2), str(labels[k])[:18], fill=(255, 255, 0))
+    atomic_write(path, lambda p: sheet.save(p, format="PNG"))
+    return path
