@@ -322,9 +322,45 @@ def main() -> None:
                                .iloc[0]["chips_per_s_d"]),
         "rows": rows,
     }
+    e2e = end_to_end(stack, item, ref_n, rng, repeats)
+    summary.update(e2e)
+    print(f"\nend to end, sparse N={ref_n}: cut {e2e['seconds_cut']:.2f} s, cut + Zarr + "
+          f"GeoTIFF/JSON/JPG writes {e2e['seconds_cut_and_write']:.2f} s "
+          f"(+{100 * e2e['write_overhead_sparse']:.0f} %), "
+          f"{e2e['chips_per_s_end_to_end']:.0f} chips/s")
     if args.plot:
         plot(df, Path(args.plot))
     print(json.dumps(summary, default=float))
+
+
+def end_to_end(stack, item: dict, n: int, rng: np.random.Generator, repeats: int) -> dict:
+    """Cut-only time (d) versus cut + every store (write_chips), sparse points."""
+    import tempfile
+
+    from s2xr.config import GateConfig, StorageConfig
+    from s2xr.gate import gate_chips
+    from s2xr.store import write_chips
+
+    pts = make_points(item, n, False, rng)
+    plan = plan_frame(item, pts)
+    for col, v in (("split", "train"), ("row0", 0), ("col0", 0), ("res", 10.0), ("size", 256),
+                   ("dt_seconds", 0.0), ("ais_time", plan["scene_datetime"]),
+                   ("method", "exact"), ("uncertainty_m", 10.0), ("cloud_cover", 5.0),
+                   ("processing_baseline", "05.11"), ("collection", "sentinel-2-l2a")):
+        plan[col] = v
+    cut_t, all_t = [], []
+    for _ in range(repeats):
+        _, t_cut, _ = timed(method_d, stack, item, pts)
+        cut_t.append(t_cut)
+        with tempfile.TemporaryDirectory() as tmp:
+            reset_dataset_cache()
+            ds = gate_chips(cut_chips(stack, plan, ChipSpec()), GateConfig(enabled=False))
+            t = time.perf_counter()
+            write_chips(ds, plan, StorageConfig(root=Path(tmp)), GateConfig(enabled=False))
+            all_t.append(time.perf_counter() - t)
+    tc, ta = statistics.median(cut_t), statistics.median(all_t)
+    return {"seconds_cut": tc, "seconds_cut_and_write": ta,
+            "write_overhead_sparse": ta / tc - 1, "chips_per_s_end_to_end": n / ta}
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:

@@ -27,6 +27,7 @@ import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from s2xr.chips import kernels
 from s2xr.config import ChipSpec
 from s2xr.errors import SceneError
 
@@ -252,6 +253,60 @@ def _read_window_gdal(src: Any, x_left: float, y_top: float, size: int, res: flo
     return out
 
 
+def _read_plan(href: str, x_left: float, y_top: float, size: int, res: float,
+               nearest: bool) -> tuple[np.ndarray | None, WindowPlan]:
+    src = _dataset(href)
+    plan = plan_window(src.transform, (src.height, src.width), x_left, y_top, size, res,
+                       nearest)
+    if plan.empty:
+        return None, plan
+    return src.read(1, window=Window.from_slices(plan.rows, plan.cols)), plan
+
+
+def read_reflectance_into(href: str, x_left: float, y_top: float, size: int, res: float,
+                          resampling: Resampling, scale: float, offset: float,
+                          out: np.ndarray) -> None:
+    """Reflectance of one band of one chip into ``out`` (size², float32): reads the native
+    window once, then converts/resamples in GIL-free kernels (NaN for nodata/off-raster)."""
+    if resampling not in (Resampling.nearest, Resampling.bilinear):
+        dn = _read_window_gdal(_dataset(href), x_left, y_top, size, res, resampling)
+        np.multiply(dn, np.float32(scale), out=out)
+        out += np.float32(offset)
+        return
+    src = _dataset(href)
+    same_grid = abs(src.transform.a - res) < 1e-9
+    data, plan = _read_plan(href, x_left, y_top, size, res, nearest=same_grid)
+    if data is None:
+        out[:] = np.nan
+        return
+    if data.dtype == np.uint16 and plan.nearest:
+        if data.shape != (size, size) or not (plan.valid_y.all() and plan.valid_x.all()):
+            data = apply_window(data, plan)  # partly off the raster: 0 (nodata) outside
+        kernels.lut_into(data, _dn_lut(scale, offset), out)
+    elif data.dtype.kind == "u" and not plan.nearest:
+        kernels.bilinear_into(data, plan.wy[0].astype(np.int64), plan.wy[1].astype(np.int64),
+                              plan.wy[2], plan.wx[0].astype(np.int64),
+                              plan.wx[1].astype(np.int64), plan.wx[2], plan.valid_y,
+                              plan.valid_x, np.float32(scale), np.float32(offset), out)
+    else:  # other dtypes: the NumPy reference path
+        dn = apply_window(data, plan)
+        np.multiply(dn, np.float32(scale), out=out, casting="unsafe")
+        out += np.float32(offset)
+        if dn.dtype.kind in "ui":
+            np.putmask(out, dn == 0, np.nan)
+
+
+def read_classes_into(href: str, x_left: float, y_top: float, size: int, res: float,
+                      out: np.ndarray) -> None:
+    """Class raster (SCL) of one chip into ``out`` (size², uint8), nearest, 0 off-raster."""
+    data, plan = _read_plan(href, x_left, y_top, size, res, nearest=True)
+    if data is None:
+        out[:] = 0
+        return
+    kernels.nearest_into(data, np.asarray(plan.wy, np.int64), np.asarray(plan.wx, np.int64),
+                         plan.valid_y, plan.valid_x, out)
+
+
 @functools.lru_cache(maxsize=64)
 def _dn_lut(scale: float, offset: float) -> np.ndarray:
     """float32 reflectance for every uint16 DN (DN 0, nodata → NaN)."""
@@ -278,14 +333,9 @@ def read_batch(records: Sequence[tuple[Any, ...]], size: int, res: float,
     for k, (hrefs, scales, offsets, scl_href, x_left, y_top) in enumerate(records):
         try:
             for b, href in enumerate(hrefs):
-                dn = read_window(href, x_left, y_top, size, res, rs)
-                if dn.dtype == np.uint16:  # one gather through a DN → reflectance table
-                    np.take(_dn_lut(scales[b], offsets[b]), dn, out=refl_out[k, b])
-                else:  # resampled float DN, NaN already marks nodata
-                    refl = refl_out[k, b]
-                    np.multiply(dn, np.float32(scales[b]), out=refl, casting="unsafe")
-                    refl += np.float32(offsets[b])
-            scl_out[k] = read_window(scl_href, x_left, y_top, size, res, Resampling.nearest)
+                read_reflectance_into(href, x_left, y_top, size, res, rs, scales[b],
+                                      offsets[b], refl_out[k, b])
+            read_classes_into(scl_href, x_left, y_top, size, res, scl_out[k])
         except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
             log.warning("chip at (%.1f, %.1f): read failed, recorded as read_error: %s",
                         x_left, y_top, exc)

@@ -20,13 +20,14 @@ from s2xr.store.layout import atomic_write, atomic_write_text
 
 def write_chip_geotiff(path: Path, reflectance: np.ndarray, bands: Sequence[str],
                        transform: Affine, epsg: int, tags: dict[str, Any] | None = None) -> None:
-    """A COG of float32 reflectance (band, y, x), NaN nodata, band descriptions."""
+    """A COG of float32 reflectance (band, y, x), NaN nodata, band descriptions; ZSTD level 1
+    with the floating-point predictor (about half the write time of DEFLATE, smaller)."""
     nb, h, w = reflectance.shape
 
     def write(tmp: Path) -> None:
         with rasterio.open(tmp, "w", driver="COG", width=w, height=h, count=nb,
                            dtype="float32", crs=f"EPSG:{epsg}", transform=transform,
-                           nodata=float("nan"), compress="deflate", predictor=3,
+                           nodata=float("nan"), compress="zstd", predictor=3,
                            blocksize=256, level=1) as dst:
             dst.write(reflectance.astype(np.float32))
             dst.descriptions = tuple(bands)
@@ -46,7 +47,9 @@ def rgb_quicklook(reflectance: np.ndarray, bands: Sequence[str]) -> np.ndarray:
         ok = np.isfinite(ch)
         if not ok.any():
             continue
-        lo, hi = np.percentile(ch[ok], (2, 98))
+        sample = ch[::2, ::2]  # the stretch from a quarter of the pixels: same look, 4× cheaper
+        sample = sample[np.isfinite(sample)]
+        lo, hi = np.percentile(sample if sample.size else ch[ok], (2, 98))
         scaled = np.clip((ch - lo) / max(hi - lo, 1e-6), 0, 1)
         out[..., k] = np.where(ok, scaled * 255, 0).astype(np.uint8)
     return out

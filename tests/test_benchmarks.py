@@ -1,0 +1,40 @@
+"""Smoke runs of every benchmark (--quick) so they cannot rot. No timing assertions: the
+checks are on what they print (equality of methods is enforced inside chip_throughput)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).parent.parent
+
+
+def run(script: str, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_chip_throughput_quick():
+    out = run("chip_throughput.py", "--quick")
+    for key in ("d_over_a_sparse", "d_over_a_dense", "d_over_b_sparse", "d_over_b_dense",
+                "d_over_c_sparse", "d_over_c_dense", "e_over_d", "chips_per_s_d"):
+        assert isinstance(out[key], float) and out[key] > 0, key
+    assert {r["layout"] for r in out["rows"]} == {"sparse", "dense"}
+
+
+def test_stac_requests_quick():
+    out = run("stac_requests.py", "--quick")
+    assert out["requests_s2xr"] <= out["tile_days"]
+    assert out["requests_per_point_baseline"] >= 1.0
+
+
+def test_memory_quick():
+    out = run("memory.py", "--quick")
+    assert {"peak_rss_mb_1k", "peak_rss_mb_5k", "peak_rss_mb_20k"} <= set(out)
