@@ -2,7 +2,8 @@
 
 Variables: reflectance(chip, band, y, x) float32, scl(chip, y, x) uint8, valid_frac and
 qa_* (chip), with per-chip coords (chip_id, mmsi, time, item_id, tile_id, epsg, lon, lat,
-x_left, y_top, transform, split). One chip per Zarr chunk (~1.3 MB for 5 bands).
+x_left, y_top, transform, split). Eight chips per Zarr chunk, Blosc-LZ4 with byte shuffle
+(measured here: about half the write time of Zstd and one chip per chunk).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import xarray as xr
 log = logging.getLogger(__name__)
 
 CUBE_NAME = "chips.zarr"
+CHIPS_PER_CHUNK = 8  # 8 chips × 5–6 bands ≈ 12 MB per chunk; Blosc-LZ4 + byte shuffle
 _OBJ_COORDS = ("chip_id", "item_id", "tile_id", "band", "split", "qa_reason")
 
 
@@ -34,8 +36,13 @@ def append_cube(root: Path, ds: xr.Dataset) -> Path:
     if ds.sizes.get("chip", 0) == 0:
         return path
     if not (path / "zarr.json").exists():
-        enc = {"reflectance": {"chunks": (1, ds.sizes["band"], ds.sizes["y"], ds.sizes["x"])},
-               "scl": {"chunks": (1, ds.sizes["y"], ds.sizes["x"])},
+        from zarr.codecs import BloscCodec
+
+        fast = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+        enc = {"reflectance": {"chunks": (CHIPS_PER_CHUNK, ds.sizes["band"], ds.sizes["y"],
+                                          ds.sizes["x"]), "compressors": fast},
+               "scl": {"chunks": (CHIPS_PER_CHUNK, ds.sizes["y"], ds.sizes["x"]),
+                       "compressors": fast},
                "time": {"units": "milliseconds since 1970-01-01", "dtype": "int64"}}
         ds.to_zarr(path, mode="w-", encoding=enc, zarr_format=3, consolidated=False)
     else:

@@ -8,6 +8,7 @@ so it only ever names chips whose files and cube rows exist.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,9 +45,14 @@ class WriteSummary:
     root: Path
 
 
+@functools.lru_cache(maxsize=64)
+def _to_lonlat(epsg: int) -> Transformer:
+    return Transformer.from_crs(int(epsg), 4326, always_xy=True)
+
+
 def _footprint(x_left: float, y_top: float, size_m: float, epsg: int) -> Any:
     box = shapely.geometry.box(x_left, y_top - size_m, x_left + size_m, y_top)
-    t = Transformer.from_crs(epsg, 4326, always_xy=True)
+    t = _to_lonlat(int(epsg))
     xs, ys = box.exterior.coords.xy
     lon, lat = t.transform(np.asarray(xs), np.asarray(ys))
     return shapely.geometry.Polygon(zip(lon, lat, strict=True))
@@ -155,12 +161,18 @@ def _write_files(block: xr.Dataset, plan: pd.DataFrame, root: Path, cfg: Storage
 
 def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
                 gate_cfg: GateConfig | None = None, *, item_meta: dict[str, Any] | None = None,
-                block_size: int = 256,
+                block_size: int = 128, index_every: int = 2048,
                 progress: Callable[[int], None] | None = None) -> WriteSummary:
     """Compute ``gated`` (from :func:`~s2xr.gate.gate_chips`, rows aligned with ``plan``,
     which must carry a ``split`` column) block by block and write every store under
-    ``cfg.root``. Computes. ``item_meta``: item_id → {hrefs, scale_offset, resampling} for
-    the JSON provenance. ``progress(n)`` is called after each block with its size."""
+    ``cfg.root``. Computes.
+
+    Per block of ``block_size`` chips: per-chip files (thread pool), then the Zarr append.
+    The GeoParquet index and the daily footprints are merged every ``index_every`` chips and
+    at the end — always after the files and cube rows they name — so memory stays flat and
+    index writes do not grow with the square of the dataset. ``item_meta``: item_id →
+    {hrefs, scale_offset, resampling} for the JSON provenance. ``progress(n)`` is called
+    after each block with its size."""
     root = Path(cfg.root)
     ensure_writable(root)
     if "split" not in plan:
@@ -170,7 +182,15 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     n = gated.sizes["chip"]
     n_pass = 0
     index = None
-    rows_all = []
+    pending: list[gpd.GeoDataFrame] = []
+
+    def flush() -> gpd.GeoDataFrame | None:
+        if not pending:
+            return None
+        rows = pd.concat(pending, ignore_index=True)
+        pending.clear()
+        return merge_index(root, gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326"))
+
     with ThreadPoolExecutor(max_workers=2) as pool:
         for s in range(0, n, block_size):
             sl = slice(s, min(s + block_size, n))
@@ -182,10 +202,13 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
             n_pass += int(passed.sum())
             if cfg.write_zarr:
                 append_cube(root, block.isel(chip=np.flatnonzero(passed)))
-            rows_all.append(_index_rows(block, sub, root, bands, size_m))
-            index = merge_index(root, rows_all[-1])
+            pending.append(_index_rows(block, sub, root, bands, size_m))
+            del block
+            if sum(len(p) for p in pending) >= index_every:
+                index = flush()
             if progress:
                 progress(sl.stop - sl.start)
+    index = flush() if pending else index
     if index is None:
         from s2xr.store.index import read_index
 
