@@ -312,7 +312,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
 
             summary = write_chips(gated, plan, cfg.storage, cfg.gate,
                                   item_meta=_item_meta(used, bands, cfg.chip.resampling),
-                                  progress=tick)
+                                  block_size=cfg.storage.block_size, progress=tick)
         n_chips, n_passed = summary.n_chips, summary.n_passed
         idx = summary.index
         _mark_chip_jobs(store, idx, set(plan["chip_id"]))

@@ -18,6 +18,11 @@ from s2xr.errors import S2xrError
 COMMANDS: list[tuple[str, str]] = [
     ("pipelines.chip_cmd", "chip"),
     ("pipelines.demo_cmd", "demo"),
+    ("pipelines.ops_cmd", "ops_status"),
+    ("pipelines.ops_cmd", "ops"),
+    ("pipelines.ops_cmd", "prune"),
+    ("pipelines.ops_cmd", "publish_stac_cmd"),
+    ("pipelines.ops_cmd", "qa_report"),
 ]
 
 

@@ -1,0 +1,127 @@
+"""Operations commands: ``ops-status``, ``ops retry``, ``prune``, ``publish-stac``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from pipelines.chip_job import db_path, run_chip_job
+from pipelines.options import config_option, resolve_config
+from s2xr.ais import read_ais_table
+from s2xr.ops import JobStore, connect
+from s2xr.store.consistency import dataset_lock
+from s2xr.store.prune import prune_chips
+from s2xr.store.stac import publish_stac, validate_stac, write_stac_geoparquet
+
+
+@click.command("ops-status")
+@config_option
+@click.option("--out", default=None, help="Dataset root (overrides storage.root).")
+def ops_status(config_path: str | None, out: str | None) -> None:
+    """Job counts by state, the next retries and the last runs."""
+    cfg = resolve_config(config_path, out=out)
+    store = JobStore(db_path(cfg), cfg.ops)
+    click.echo("jobs by state:")
+    for state, n in sorted(store.counts().items()):
+        click.echo(f"  {state:<10} {n:>7}")
+    due = store.jobs(states=("failed", "deferred")).sort_values("next_attempt_at").head(5)
+    if len(due):
+        click.echo("next retries:")
+        for r in due.itertuples():
+            click.echo(f"  {r.next_attempt_at}  {r.job_id}  attempt {r.attempts}: {r.reason}")
+    with connect(store.path) as c:
+        runs = pd.read_sql_query("SELECT run_id, kind, status, started_at, ended_at FROM runs "
+                                 "ORDER BY started_at DESC LIMIT 5", c)
+    click.echo("last runs:")
+    for r in runs.itertuples():
+        click.echo(f"  {r.run_id}  {r.kind:<6} {r.status:<11} {r.started_at} → {r.ended_at}")
+
+
+@click.group("ops")
+def ops() -> None:
+    """Ops DB actions."""
+
+
+@ops.command("retry")
+@config_option
+@click.option("--out", default=None, help="Dataset root (overrides storage.root).")
+@click.option("--limit", type=int, default=None, help="At most this many due jobs.")
+def ops_retry(config_path: str | None, out: str | None, limit: int | None) -> None:
+    """Re-run failed/deferred jobs whose back-off has elapsed (max_retries enforced)."""
+    cfg = resolve_config(config_path, out=out)
+    due = JobStore(db_path(cfg), cfg.ops).due(limit)
+    if due.empty:
+        click.echo("no job is due for a retry")
+        return
+    for source, jobs in due.groupby("ais_source", dropna=False):
+        if not isinstance(source, str) or not Path(source).is_file():
+            click.echo(f"  {len(jobs)} job(s) without a readable AIS source ({source}): skipped")
+            continue
+        res = run_chip_job(cfg, source, only_mmsi=set(jobs["mmsi"].astype(int)))
+        click.echo(f"  {source}: {len(jobs)} job(s) retried → {res.n_passed} chip(s) passed, "
+                   f"{res.n_deferred} deferred")
+
+
+@click.command("prune")
+@config_option
+@click.option("--out", default=None, help="Dataset root (overrides storage.root).")
+@click.option("--ais", "ais_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="AIS file to check against (default: the ops DB's ais_observations).")
+@click.option("--time-tol-min", type=float, default=10.0, show_default=True)
+@click.option("--dist-tol-m", type=float, default=500.0, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def prune(config_path: str | None, out: str | None, ais_path: str | None, time_tol_min: float,
+          dist_tol_m: float, dry_run: bool) -> None:
+    """Remove chips whose AIS record is missing or beyond tolerance (every store at once)."""
+    cfg = resolve_config(config_path, out=out)
+    if ais_path:
+        obs = read_ais_table(ais_path).points
+    else:
+        with connect(db_path(cfg)) as c:
+            obs = pd.read_sql_query("SELECT mmsi, time, lat, lon, sog, cog FROM "
+                                    "ais_observations", c)
+    with dataset_lock(Path(cfg.storage.root)):
+        doomed = prune_chips(cfg.storage.root, obs, time_tol_min=time_tol_min,
+                             dist_tol_m=dist_tol_m, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {len(doomed)} chip(s)")
+    for r in doomed.head(20).itertuples():
+        click.echo(f"  {r.chip_id}  {r.mmsi}  {r.prune_reason}")
+
+
+@click.command("publish-stac")
+@config_option
+@click.option("--out", default=None, help="Dataset root (overrides storage.root).")
+@click.option("--absolute", is_flag=True, help="Absolute hrefs instead of relative ones.")
+@click.option("--base-url", default=None, help="Root URL for absolute hrefs.")
+def publish_stac_cmd(config_path: str | None, out: str | None, absolute: bool,
+                     base_url: str | None) -> None:
+    """Write a STAC catalog of the chips (one collection per tile) and stac-geoparquet."""
+    cfg = resolve_config(config_path, out=out)
+    cat = publish_stac(cfg.storage.root, absolute=absolute, base_url=base_url)
+    n = validate_stac(cat)
+    gpq = write_stac_geoparquet(cfg.storage.root)
+    click.echo(f"STAC catalog {cat} ({n} documents valid against the core STAC schemas)")
+    click.echo(f"stac-geoparquet {gpq}")
+
+
+@click.command("qa-report")
+@config_option
+@click.option("--out", default=None, help="Dataset root (overrides storage.root).")
+@click.option("--alert-url", default=None, help="Webhook to POST to above the threshold.")
+@click.option("--alert-threshold", type=float, default=0.5, show_default=True,
+              help="Failure rate (rejected / cut) that triggers the alert.")
+def qa_report(config_path: str | None, out: str | None, alert_url: str | None,
+              alert_threshold: float) -> None:
+    """Write reports/qa_report.html and optionally alert on a high failure rate."""
+    from s2xr.report import send_alert, summarize, write_qa_report
+
+    cfg = resolve_config(config_path, out=out)
+    path = write_qa_report(cfg.storage.root)
+    s = summarize(Path(cfg.storage.root))
+    click.echo(f"QA report {path}: {s.n_passed}/{s.n_chips} passed "
+               f"(failure rate {s.failure_rate:.1%})")
+    if alert_url and send_alert(s, alert_url, threshold=alert_threshold):
+        click.echo("alert sent")

@@ -1,0 +1,143 @@
+"""Publish the chips as a STAC catalog and as stac-geoparquet; validate it offline.
+
+``publish_stac(root)`` → ``{root}/stac/catalog.json``: one Collection per tile, one Item
+per passed chip with ``data`` (COG), ``thumbnail`` (JPG) and ``metadata`` (JSON) assets,
+relative hrefs (self-contained, movable) or absolute ones. ``validate_stac`` checks every
+file against the core STAC 1.1 JSON schemas shipped inside pystac (no network); extension
+schemas are not available offline and are not checked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pystac
+
+from s2xr.store.index import read_index
+from s2xr.store.layout import atomic_write
+
+log = logging.getLogger(__name__)
+
+PROJ_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+
+
+def chip_item(row: Any, root: Path) -> pystac.Item:
+    """A STAC Item for one index row (a passed chip)."""
+    geom = row.geometry
+    when = pd.Timestamp(row.scene_datetime).to_pydatetime()
+    tif = root / row.path
+    props = {
+        "s2xr:mmsi": int(row.mmsi), "s2xr:scene_id": row.scene_id,
+        "s2xr:split": row.split, "s2xr:ais_time": None if pd.isna(row.ais_time) else
+        pd.Timestamp(row.ais_time).isoformat(),
+        "s2xr:dt_seconds": None if pd.isna(row.dt_seconds) else float(row.dt_seconds),
+        "s2xr:qa_cloud_frac": float(row.qa_cloud_frac),
+        "s2xr:qa_water_frac": float(row.qa_water_frac),
+        "s2xr:qa_land_frac": float(row.qa_land_frac),
+        "s2xr:ship_type": None if pd.isna(row.ship_type) else int(row.ship_type),
+        "s2xr:length": None if pd.isna(row.length) else float(row.length),
+        "s2xr:beam": None if pd.isna(row.beam) else float(row.beam),
+        "proj:code": f"EPSG:{int(row.epsg)}", "gsd": 10,
+        "s2xr:bands": str(row.bands).split(","),
+    }
+    item = pystac.Item(id=row.chip_id, geometry=geom.__geo_interface__,
+                       bbox=list(geom.bounds), datetime=when, properties=props,
+                       stac_extensions=[PROJ_EXT])
+    item.add_asset("data", pystac.Asset(str(tif), media_type=pystac.MediaType.COG,
+                                        roles=["data"], title="reflectance (float32)"))
+    item.add_asset("thumbnail", pystac.Asset(str(tif.with_suffix(".jpg")),
+                                             media_type=pystac.MediaType.JPEG,
+                                             roles=["thumbnail"], title="quicklook"))
+    item.add_asset("metadata", pystac.Asset(str(tif.with_suffix(".json")),
+                                            media_type=pystac.MediaType.JSON,
+                                            roles=["metadata"], title="provenance"))
+    return item
+
+
+def publish_stac(root: str | Path, *, out: str | Path | None = None,
+                 absolute: bool = False, base_url: str | None = None) -> Path:
+    """Write the chip catalog; returns the catalog.json path. Relative hrefs by default."""
+    root = Path(root).resolve()
+    out = Path(out).resolve() if out else root / "stac"
+    index = read_index(root)
+    passed = index.loc[index["qa_pass"].astype(bool)]
+    cat = pystac.Catalog(id="s2xr-chips", description="Sentinel-2 L2A ship chips (s2xr)",
+                         title="s2xr chips")
+    for tile, rows in passed.groupby("tile_id"):
+        items = [chip_item(r, root) for r in rows.itertuples()]
+        col = pystac.Collection(
+            id=f"s2xr-chips-{tile}", description=f"s2xr ship chips of tile {tile}",
+            extent=pystac.Extent(
+                pystac.SpatialExtent([list(rows.total_bounds)]),
+                pystac.TemporalExtent([[pd.Timestamp(rows.scene_datetime.min()).to_pydatetime(),
+                                        pd.Timestamp(rows.scene_datetime.max()).to_pydatetime()
+                                        ]])),
+            license="other", title=f"tile {tile}")
+        col.add_items(items)
+        cat.add_child(col)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    kind = pystac.CatalogType.ABSOLUTE_PUBLISHED if absolute else \
+        pystac.CatalogType.SELF_CONTAINED
+    cat.normalize_hrefs(base_url or str(tmp))
+    if not absolute:
+        cat.make_all_asset_hrefs_relative()
+    cat.save(catalog_type=kind, dest_href=str(tmp))
+    if absolute and base_url is None:  # hrefs were made under tmp: rewrite to the final dir
+        for f in tmp.rglob("*.json"):
+            f.write_text(f.read_text().replace(str(tmp), str(out)))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    log.info("STAC catalog: %d collection(s), %d item(s) → %s", passed["tile_id"].nunique(),
+             len(passed), out / "catalog.json")
+    return out / "catalog.json"
+
+
+def write_stac_geoparquet(root: str | Path, path: str | Path | None = None) -> Path:
+    """The chip items as stac-geoparquet (via rustac), for DuckDB/GeoPandas users."""
+    import rustac
+
+    root = Path(root).resolve()
+    path = Path(path) if path else root / "indexes" / "chips.stac.parquet"
+    index = read_index(root)
+    items = [chip_item(r, root).to_dict() for r in
+             index.loc[index["qa_pass"].astype(bool)].itertuples()]
+    import asyncio
+
+    def write(tmp: Path) -> None:
+        asyncio.run(rustac.write(str(tmp.with_suffix(".parquet")), items))
+        tmp.with_suffix(".parquet").replace(tmp)
+
+    atomic_write(path, write)
+    return path
+
+
+def validate_stac(catalog: str | Path) -> int:
+    """Validate every catalog/collection/item JSON under the catalog's folder against the
+    core STAC schemas bundled with pystac (offline). Returns how many files were checked;
+    raises ``jsonschema.ValidationError`` on the first invalid one."""
+    from jsonschema import Draft7Validator
+    from pystac.validation.local_validator import get_local_schema_cache
+    from referencing import Registry, Resource
+
+    cache = get_local_schema_cache()
+    registry = Registry().with_resources(
+        (uri, Resource.from_contents(schema, default_specification=None) if "$schema" in
+         schema else Resource.opaque(schema)) for uri, schema in cache.items())
+    which = {"Feature": "item", "Catalog": "catalog", "Collection": "collection"}
+    n = 0
+    for f in sorted(Path(catalog).parent.rglob("*.json")):
+        doc = json.loads(f.read_text())
+        kind = which.get(doc.get("type"))
+        if kind is None:
+            continue
+        uri = (f"https://schemas.stacspec.org/v{pystac.get_stac_version()}/{kind}-spec/"
+               f"json-schema/{kind}.json")
+        Draft7Validator(cache[uri], registry=registry).validate(doc)
+        n += 1
+    return n
