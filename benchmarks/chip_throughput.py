@@ -108,6 +108,10 @@ def make_points(item: dict, n: int, dense: bool, rng: np.random.Generator) -> pd
     else:
         rc = water[rng.integers(0, len(water), n)]
     rows, cols = rc[:, 0] - 128, rc[:, 1] - 128
+    # the order plan_chips gives the product: by 512-px block, so that batches running on
+    # different threads touch different COG blocks (every method gets the same order)
+    order = np.lexsort((cols, rows, cols // 512, rows // 512))
+    rows, cols = rows[order], cols[order]
     return pd.DataFrame({"x_left": t[2] + cols * 10.0, "y_top": t[5] - rows * 10.0})
 
 
@@ -187,14 +191,23 @@ def method_c(recs: list[tuple]) -> np.ndarray:
     return refl, scl_out
 
 
-def plan_frame(item: dict, pts: pd.DataFrame) -> pd.DataFrame:
+def plan_frame(item: dict, pts: pd.DataFrame, *, for_writing: bool = False) -> pd.DataFrame:
+    """A chip plan for the points (what cut_chips needs; with ``for_writing`` also the
+    columns write_chips records)."""
     n = len(pts)
-    return pd.DataFrame({"chip_id": [f"{i:016x}" for i in range(n)], "mmsi": 224000000,
+    plan = pd.DataFrame({"chip_id": [f"{i:016x}" for i in range(n)], "mmsi": 224000000,
                          "item_id": item["id"], "tile_id": "30STE",
                          "epsg": item["properties"]["proj:epsg"],
                          "scene_datetime": pd.Timestamp(item["properties"]["datetime"]),
                          "lon": 0.0, "lat": 0.0, "x_left": pts.x_left.to_numpy(),
                          "y_top": pts.y_top.to_numpy()})
+    if for_writing:
+        for col, v in (("split", "train"), ("row0", 0), ("col0", 0), ("res", 10.0),
+                       ("size", 256), ("dt_seconds", 0.0), ("ais_time", plan["scene_datetime"]),
+                       ("method", "exact"), ("uncertainty_m", 10.0), ("cloud_cover", 5.0),
+                       ("processing_baseline", "05.11"), ("collection", "sentinel-2-l2a")):
+            plan[col] = v
+    return plan
 
 
 def method_d(stack, item: dict, pts: pd.DataFrame, scheduler: str = "threads") -> tuple:
@@ -351,12 +364,7 @@ def end_to_end(stack, item: dict, n: int, rng: np.random.Generator, repeats: int
     from s2xr.store import write_chips
 
     pts = make_points(item, n, False, rng)
-    plan = plan_frame(item, pts)
-    for col, v in (("split", "train"), ("row0", 0), ("col0", 0), ("res", 10.0), ("size", 256),
-                   ("dt_seconds", 0.0), ("ais_time", plan["scene_datetime"]),
-                   ("method", "exact"), ("uncertainty_m", 10.0), ("cloud_cover", 5.0),
-                   ("processing_baseline", "05.11"), ("collection", "sentinel-2-l2a")):
-        plan[col] = v
+    plan = plan_frame(item, pts, for_writing=True)
     cut_t, all_t = [], []
     for _ in range(repeats):
         _, t_cut, _ = timed(method_d, stack, item, pts)

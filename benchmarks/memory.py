@@ -41,15 +41,7 @@ def main() -> None:
     item, _ = scene(args.quick)
     stack = stack_scenes([item], list(BANDS))
     pts = make_points(item, n, False, np.random.default_rng(3))
-    plan = plan_frame(item, pts)
-    plan["chip_id"] = [f"{i:016x}" for i in range(n)]
-    plan["split"] = "train"
-    for col, v in (("row0", 0), ("col0", 0), ("res", 10.0), ("size", 256), ("dt_seconds", 0.0),
-                   ("ais_time", plan["scene_datetime"]), ("method", "exact"),
-                   ("uncertainty_m", 10.0), ("cloud_cover", 5.0), ("processing_baseline",
-                                                                   "05.11"),
-                   ("collection", "sentinel-2-l2a")):
-        plan[col] = v
+    plan = plan_frame(item, pts, for_writing=True)
     ds = gate_chips(cut_chips(stack, plan, ChipSpec()), GateConfig(enabled=False))
     done = [0]
     marks: dict[int, float] = {}

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 import pandas as pd
-from tqdm import tqdm
 
 from pipelines.chip_job import ChipJobResult, run_chip_job
-from pipelines.options import config_option, resolve_config, scheduler_option
+from pipelines.options import chip_progress, config_option, resolve_config, scheduler_option
 
 
 def print_result(res: ChipJobResult) -> None:
@@ -39,13 +38,6 @@ def chip(config_path: str | None, ais_path: str, out: str | None, start: str | N
                          chip={"include_swir": include_swir})
     t0 = pd.Timestamp(start, tz="UTC") if start else None
     t1 = pd.Timestamp(end, tz="UTC") if end else None
-    bar = tqdm(total=0, unit="chip", desc="chips", disable=None)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    res = run_chip_job(cfg, ais_path, start=t0, end=t1, progress=progress)
-    bar.close()
+    with chip_progress() as progress:
+        res = run_chip_job(cfg, ais_path, start=t0, end=t1, progress=progress)
     print_result(res)

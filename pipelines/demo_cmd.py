@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from pipelines.chip_cmd import print_result
 from pipelines.chip_job import run_chip_job
-from pipelines.options import config_option, resolve_config, scheduler_option
+from pipelines.options import chip_progress, config_option, resolve_config, scheduler_option
 from s2xr.demo import StacApiServer, build_world
 from s2xr.store.files import write_contact_sheet
 from s2xr.store.index import read_index
@@ -42,15 +41,8 @@ def demo(config_path: str | None, out: str | None, window_px: int | None,
         from s2xr.config import build_config
 
         run_cfg = build_config(data, source="demo")
-        bar = tqdm(total=0, unit="chip", desc="chips", disable=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        res = run_chip_job(run_cfg, world.ais_path, progress=progress)
-        bar.close()
+        with chip_progress() as progress:
+            res = run_chip_job(run_cfg, world.ais_path, progress=progress)
     click.echo("STAC API stopped.")
     print_result(res)
     idx = read_index(root)

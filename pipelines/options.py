@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+from tqdm import tqdm
 
 from s2xr.config import Config, build_config, load_config
 
@@ -34,3 +36,20 @@ def resolve_config(config_path: str | None, *, out: str | None = None,
     for name, values in sections.items():
         data[name].update({k: v for k, v in values.items() if v is not None})
     return build_config(data, source=config_path or "<cli>")
+
+
+@contextlib.contextmanager
+def chip_progress() -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar for chip jobs (stderr; hidden when not a terminal); yields the callback
+    ``progress(done, total)`` that run_chip_job expects."""
+    bar = tqdm(total=0, unit="chip", desc="chips", disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        bar.close()
