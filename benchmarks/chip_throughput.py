@@ -226,12 +226,24 @@ def method_d(stack, item: dict, pts: pd.DataFrame, scheduler: str = "threads") -
 
 
 def method_e(client, stack, item: dict, pts: pd.DataFrame) -> tuple:
+    """s2xr's cut on a LocalCluster; blocks are gathered into the client's arrays one by one
+    (a single concatenating task would hold every chip in one worker)."""
+    from distributed import as_completed
+
     client.run(reset_dataset_cache)
     ds = cut_chips(stack, plan_frame(item, pts), ChipSpec())
     graph = len(ds.reflectance.data.__dask_graph__())
-    import dask
-
-    refl, scl = dask.compute(ds.reflectance.data, ds.scl.data)
+    refl = np.empty((len(pts), len(BANDS), 256, 256), np.float32)
+    scl = np.empty((len(pts), 256, 256), np.uint8)
+    starts = np.cumsum((0, *ds.reflectance.data.chunks[0]))
+    parts = [(refl, k, b) for k, b in enumerate(ds.reflectance.data.to_delayed().ravel())]
+    parts += [(scl, k, b) for k, b in enumerate(ds.scl.data.to_delayed().ravel())]
+    futures = client.compute([b for _, _, b in parts])
+    where = {f.key: (target, k) for f, (target, k, _) in zip(futures, parts, strict=True)}
+    for fut, block in as_completed(futures, with_results=True):
+        target, k = where[fut.key]
+        target[starts[k]:starts[k + 1]] = block
+        fut.release()
     return (refl, scl), graph
 
 

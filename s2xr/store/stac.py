@@ -80,7 +80,7 @@ def publish_stac(root: str | Path, *, out: str | Path | None = None,
             license="other", title=f"tile {tile}")
         col.add_items(items)
         cat.add_child(col)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(out.name + "_tmp")  # no dot: pystac would take it for a file
     shutil.rmtree(tmp, ignore_errors=True)
     kind = pystac.CatalogType.ABSOLUTE_PUBLISHED if absolute else \
         pystac.CatalogType.SELF_CONTAINED
@@ -109,8 +109,11 @@ def write_stac_geoparquet(root: str | Path, path: str | Path | None = None) -> P
              index.loc[index["qa_pass"].astype(bool)].itertuples()]
     import asyncio
 
+    async def _write(dest: str) -> None:  # rustac's writer is a coroutine
+        await rustac.write(dest, items)
+
     def write(tmp: Path) -> None:
-        asyncio.run(rustac.write(str(tmp.with_suffix(".parquet")), items))
+        asyncio.run(_write(str(tmp.with_suffix(".parquet"))))
         tmp.with_suffix(".parquet").replace(tmp)
 
     atomic_write(path, write)
@@ -124,11 +127,12 @@ def validate_stac(catalog: str | Path) -> int:
     from jsonschema import Draft7Validator
     from pystac.validation.local_validator import get_local_schema_cache
     from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
 
     cache = get_local_schema_cache()
     registry = Registry().with_resources(
-        (uri, Resource.from_contents(schema, default_specification=None) if "$schema" in
-         schema else Resource.opaque(schema)) for uri, schema in cache.items())
+        (uri, Resource.from_contents(schema, default_specification=DRAFT7))
+        for uri, schema in cache.items())
     which = {"Feature": "item", "Catalog": "catalog", "Collection": "collection"}
     n = 0
     for f in sorted(Path(catalog).parent.rglob("*.json")):
