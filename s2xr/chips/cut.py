@@ -41,16 +41,18 @@ MAX_OPEN_PER_THREAD = 64
 # block order). 256 MB (given in bytes: a small number like 512 would be read as 512 *bytes*
 # and disable it) holds ~500 decoded 512² blocks and keeps memory flat over long runs.
 GDAL_CACHE_BYTES = 256 * 2**20
-GDAL_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": GDAL_CACHE_BYTES}
+# whole blocks are read once into the shared BlockCache below, so GDAL's own cache can be small
+GDAL_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": 32 * 2**20}
 
 
 _generation = [0]
 
 
 def reset_dataset_cache() -> None:
-    """Make every thread close its cached dataset handles (and so their GDAL block caches)
-    on its next read. Used between benchmark runs and after files are replaced."""
+    """Drop the shared decoded blocks and make every thread close its dataset handles on its
+    next read. Used between benchmark runs and after files are replaced."""
     _generation[0] += 1
+    BLOCKS.clear()
 
 
 def _dataset(href: str) -> Any:
@@ -255,6 +257,81 @@ def _read_window_gdal(src: Any, x_left: float, y_top: float, size: int, res: flo
     return out
 
 
+class BlockCache:
+    """Decoded COG blocks shared by every thread of the process (LRU, bounded in bytes).
+
+    Each block is decoded once, by the first thread that needs it (others wait for it), so
+    two threads never decode the same block twice — unlike per-handle GDAL caches.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._data: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+        self._inflight: dict[tuple[str, int, int], threading.Event] = {}
+        self._bytes = 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+    def get(self, href: str, i: int, j: int) -> np.ndarray:
+        key = (href, i, j)
+        while True:
+            with self._lock:
+                hit = self._data.get(key)
+                if hit is not None:
+                    self._data.move_to_end(key)
+                    return hit
+                ev = self._inflight.get(key)
+                if ev is None:
+                    ev = self._inflight[key] = threading.Event()
+                    break
+            ev.wait()
+        try:
+            src = _dataset(href)
+            bh, bw = src.block_shapes[0]
+            win = Window(j * bw, i * bh, min(bw, src.width - j * bw), min(bh, src.height - i * bh))
+            block = src.read(1, window=win)
+            block.setflags(write=False)
+            with self._lock:
+                self._data[key] = block
+                self._bytes += block.nbytes
+                while self._bytes > self.max_bytes and len(self._data) > 1:
+                    _, old = self._data.popitem(last=False)
+                    self._bytes -= old.nbytes
+            return block
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+            ev.set()
+
+
+BLOCKS = BlockCache(GDAL_CACHE_BYTES)
+
+
+def read_source_window(href: str, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """The source pixels rows × cols of ``href``, assembled from shared decoded blocks."""
+    src = _dataset(href)
+    bh, bw = src.block_shapes[0]
+    (r0, r1), (c0, c1) = rows, cols
+    bi0, bi1 = r0 // bh, (r1 - 1) // bh
+    bj0, bj1 = c0 // bw, (c1 - 1) // bw
+    if bi0 == bi1 and bj0 == bj1:  # inside one block: a view, no copy
+        blk = BLOCKS.get(href, bi0, bj0)
+        return blk[r0 - bi0 * bh:r1 - bi0 * bh, c0 - bj0 * bw:c1 - bj0 * bw]
+    out = np.empty((r1 - r0, c1 - c0), src.dtypes[0])
+    for i in range(bi0, bi1 + 1):
+        for j in range(bj0, bj1 + 1):
+            blk = BLOCKS.get(href, i, j)
+            ya, yb = max(r0, i * bh), min(r1, i * bh + blk.shape[0])
+            xa, xb = max(c0, j * bw), min(c1, j * bw + blk.shape[1])
+            out[ya - r0:yb - r0, xa - c0:xb - c0] = blk[ya - i * bh:yb - i * bh,
+                                                      xa - j * bw:xb - j * bw]
+    return out
+
+
 def _read_plan(href: str, x_left: float, y_top: float, size: int, res: float,
                nearest: bool) -> tuple[np.ndarray | None, WindowPlan]:
     src = _dataset(href)
@@ -262,7 +339,7 @@ def _read_plan(href: str, x_left: float, y_top: float, size: int, res: float,
                        nearest)
     if plan.empty:
         return None, plan
-    return src.read(1, window=Window.from_slices(plan.rows, plan.cols)), plan
+    return read_source_window(href, plan.rows, plan.cols), plan
 
 
 def read_reflectance_into(href: str, x_left: float, y_top: float, size: int, res: float,
