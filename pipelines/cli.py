@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("pipelines.ops_cmd", "prune"),
     ("pipelines.ops_cmd", "publish_stac_cmd"),
     ("pipelines.ops_cmd", "qa_report"),
+    ("pipelines.ais_cmd", "collect_ais"),
 ]
 
 

@@ -139,6 +139,19 @@ class AisConfig(_Section):
     max_extrapolation_s: float = Field(120.0, ge=0)
     max_interpolation_gap_s: float = Field(1800.0, gt=0)
     api_key: SecretStr | None = Field(None, exclude=True, repr=False)
+    # capture (s2xr collect-ais)
+    boxes: tuple[tuple[float, float, float, float], ...] = Field(
+        (), description="capture boxes as (south, west, north, east) degrees")
+    mmsi: tuple[str, ...] = Field((), description="only these MMSIs (9-digit strings)")
+    watchdog_s: float = Field(120.0, gt=0, description="reconnect after this long silent")
+    backoff_initial_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(300.0, ge=0)
+    flush_rows: int = Field(2000, ge=1, description="rows buffered before a write")
+    flush_interval_s: float = Field(30.0, gt=0)
+    random_sampling_per_day: int = Field(0, ge=0, description="distinct MMSIs kept per day "
+                                         "in ais_random_sample.parquet (0: off)")
+    write_xlsx: bool = False
+    schedule_pad_s: float = Field(0.0, ge=0, description="widen schedule windows (s)")
 
 
 class PlanningConfig(_Section):

@@ -99,3 +99,67 @@ def test_bad_rows_are_recorded_not_fatal(tmp_path):
         read_ais_table(pd.DataFrame({"mmsi": [1], "lon": [2]}))
     with pytest.raises(InputError, match="does not exist"):
         read_ais_table(tmp_path / "nope.csv")
+
+
+def test_dma_ship_type_names_and_overpass_time_only(tmp_path):
+    dma = tmp_path / "dma.csv"
+    dma.write_text("# Timestamp,Type of mobile,MMSI,Latitude,Longitude,Navigational status,"
+                   "ROT,SOG,COG,Heading,IMO,Callsign,Name,Ship type,Cargo type,Width,Length\n"
+                   "13/03/2024 10:20:30,Class A,219000001,55.5,11.2,Under way,0,12,90,91,"
+                   "Unknown,OX1,DANE ,Tanker,,20,120\n"
+                   "13/03/2024 10:20:31,Class B,219000002,55.6,11.3,Unknown,,0,,,"
+                   "Unknown,,,Undefined,,,\n")
+    p = read_ais_table(dma).points.set_index("mmsi")
+    assert p.loc[219000001, "ship_type"] == 80 and p.loc[219000001, "ship_name"] == "DANE"
+    assert pd.isna(p.loc[219000002, "ship_type"])
+    assert p.loc[219000001, "time"] == pd.Timestamp("2024-03-13T10:20:30Z")
+    # a table without time: time is NaT, overpass_time kept (the chip job uses it)
+    ov = pd.DataFrame({"MMSI": [224000001], "Latitude": [36.0], "Longitude": [-5.4],
+                       "overpass_time": ["2026-09-30T10:56:00Z"]})
+    t = read_ais_table(ov).points
+    assert t.time.isna().all() and str(t.time.dtype) == "datetime64[ns, UTC]"
+    assert t.overpass_time.iloc[0] == pd.Timestamp("2026-09-30T10:56:00Z")
+    assert str(t.crs) == "EPSG:4326" and t.geometry.iloc[0].x == -5.4
+
+
+def test_contract_dtypes_and_formats_round_trip(tmp_path):
+    src = read_ais_table(DATA / "messages.jsonl").points
+    assert src.mmsi.dtype == "int64" and str(src.time.dtype) == "datetime64[ns, UTC]"
+    assert str(src.ship_type.dtype) == "Int64" and str(src.ship_name.dtype) == "string"
+    for c in ("lat", "lon", "sog", "cog", "heading", "length", "beam"):
+        assert src[c].dtype == "float64", c
+    plain = pd.DataFrame(src.drop(columns="geometry"))
+    plain.to_parquet(tmp_path / "a.parquet")
+    plain.assign(time=plain.time.dt.tz_localize(None)).to_excel(tmp_path / "a.xlsx",
+                                                                 index=False)
+    for name in ("a.parquet", "a.xlsx"):
+        back = read_ais_table(tmp_path / name).points
+        assert list(back.mmsi) == list(src.mmsi), name
+        dt = np.abs(back.time.to_numpy() - src.time.to_numpy())
+        assert (dt <= np.timedelta64(1, "ms")).all(), name  # Excel keeps milliseconds
+    assert read_ais_table(DATA / "messages.jsonl").rejects.empty  # other types are not bad
+    with pytest.raises(InputError, match="cannot be read"):
+        (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+        read_ais_table(tmp_path / "bad.parquet")
+
+
+def test_single_pretty_printed_frame_file():
+    t = read_ais_table(DATA / "position_report_2024-09-17.json")
+    (r,) = t.points.itertuples()
+    assert (r.mmsi, r.ship_name) == (538010505, "SAWASDEE ALTAIR")
+    assert r.time == pd.Timestamp("2024-09-17T14:38:55.281038479Z")
+    assert r.time.microsecond == 281038  # (at least) millisecond precision
+
+
+def test_nmea_bad_sentences_recorded_and_tag_block_time_used(tmp_path):
+    lines = (DATA / "sample.nmea").read_bytes().splitlines()[:20]
+    bad_checksum = lines[0][:-2] + b"00"
+    tagged = b"\\s:2573535,c:1671620143*0B\\!AIVDM,1,1,,A,13HOI:0P0000VOHLCnHQKwvL05Ip,0*23"
+    f = tmp_path / "mix.nmea"
+    f.write_bytes(b"\r\n".join([bad_checksum, *lines[1:], tagged]) + b"\r\n")
+    t = read_ais_table(f)
+    assert "NMEA checksum mismatch" in set(t.rejects.reason)
+    assert any(r.startswith("undecodable") for r in t.rejects.reason)  # empty payloads
+    tag = t.points.loc[t.points.mmsi == 227006760].iloc[0]
+    assert tag.time == pd.Timestamp(1671620143, unit="s", tz="UTC")
+    assert len(t.points) >= 10

@@ -73,3 +73,58 @@ def test_large_gaps_are_not_interpolated():
         time=lambda d: d.time + pd.Timedelta(hours=1))])
     res = position_at(tr, pd.DataFrame({"mmsi": [224000002], "time": [T0]}), max_gap_s=1800)
     assert res.method.iloc[0] == "none" and "from the time" in res.reason.iloc[0]
+
+
+def test_many_ships_vectorised_index_preserved_and_inputs_untouched():
+    rng = np.random.default_rng(5)
+    specs = [(rng.uniform(0, 360), rng.uniform(1, 12)) for _ in range(60)]
+    tracks = pd.concat([track(224100000 + i, -5.4 + 0.002 * i, 35.9, az, v, 10, rng=rng)
+                        for i, (az, v) in enumerate(specs)]).sample(frac=1, random_state=1)
+    before = tracks.copy()
+    n = 600
+    ship = rng.integers(0, 60, n)
+    off = rng.uniform(-850, 850, n)
+    targets = pd.DataFrame({"mmsi": 224100000 + ship,
+                            "time": T0 + pd.to_timedelta(off, unit="s")},
+                           index=pd.Index(rng.permutation(n) * 7 + 3, name="target"))
+    res = position_at(tracks, targets)
+    assert res.index.equals(targets.index)
+    pd.testing.assert_frame_equal(tracks, before)
+    az = np.array([specs[s][0] for s in ship])
+    v = np.array([specs[s][1] for s in ship])
+    lon, lat, _ = GEOD.fwd(-5.4 + 0.002 * ship, np.full(n, 35.9), az, v * off)
+    _, _, err = GEOD.inv(lon, lat, res.lon.to_numpy(float), res.lat.to_numpy(float))
+    assert err.max() < 15
+    assert (res.uncertainty_m > 0).all() and res.reason.isna().all()
+    gap = (targets.time - res.ais_time).dt.total_seconds()
+    assert np.allclose(gap, res.gap_s) and (res.gap_s.abs() <= 8).all()
+
+
+def test_exact_missing_time_and_antimeridian():
+    tr = pd.DataFrame({"mmsi": [224000009] * 2, "time": [T0, T0 + pd.Timedelta(seconds=60)],
+                       "lat": [60.0, 60.0], "lon": [179.999, -179.999]})
+    res = position_at(tr, pd.DataFrame({"mmsi": [224000009] * 3,
+                                        "time": [T0, T0 + pd.Timedelta(seconds=30), pd.NaT]}))
+    assert res.method.tolist() == ["exact", "interpolated", "none"]
+    assert res.lon[1] == pytest.approx(180.0, abs=1e-6) or res.lon[1] == pytest.approx(
+        -180.0, abs=1e-6)
+    assert res.reason[2] == "target has no time" and pd.isna(res.ais_time[2])
+    assert res.gap_s[0] == 0 and res.uncertainty_m[0] < res.uncertainty_m[1]
+
+
+def test_static_joined_to_positions():
+    from s2xr.ais import join_static, static_table
+
+    st = static_table([{"mmsi": 224000001, "time": T0, "ship_type": 70, "to_bow": 150,
+                        "to_stern": 30, "to_port": 14, "to_starboard": 14,
+                        "ship_name": " BIG ONE  ", "imo": 0},
+                       {"mmsi": 224000001, "time": T0 + pd.Timedelta(minutes=1),
+                        "call_sign": "CALL1"}])
+    row = st.loc[224000001]
+    assert (row.length, row.beam, row.ship_name, row.call_sign) == (180, 28, "BIG ONE",
+                                                                    "CALL1")
+    assert pd.isna(row.imo)  # 0 = not available
+    pos = pd.DataFrame({"mmsi": [224000001, 224000002], "ship_type": [pd.NA, 60]})
+    out = join_static(pos, st)
+    assert out.ship_type.tolist() == [70, 60] and out.length.iloc[0] == 180
+    assert pd.isna(out.length.iloc[1])

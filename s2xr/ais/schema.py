@@ -1,9 +1,12 @@
 """The AIS point schema and row validation (bad rows are recorded and skipped, never fatal).
 
-Points: GeoDataFrame[mmsi int64, time datetime64[ns, UTC] (NaT if unknown), lat, lon,
-sog (kn), cog, heading (deg, NaN if unknown), ship_type Int64, length, beam, to_bow,
-to_stern, to_port, to_starboard (m), ship_name str, overpass_time, source, provider,
-geometry] in EPSG:4326. Rejects: DataFrame[row, mmsi, field, value, reason].
+Points: GeoDataFrame[mmsi int64, time datetime64[ns, UTC] (NaT if unknown), lat, lon
+(float64), sog (kn), cog, heading (deg; NaN if unknown, heading 511 → NaN), ship_type
+(Int64; DMA names such as "Cargo" mapped to codes), length, beam, to_bow, to_stern, to_port,
+to_starboard (m, float64), ship_name (string, stripped), overpass_time (datetime64[ns, UTC]
+or NaT), source (file name), provider ('file', 'aisstream', 'nmea', 'synthetic', ...),
+optional tile_id, call_sign, imo, nav_status, message_type when the input has them,
+geometry (Points)] in EPSG:4326. Rejects: DataFrame[row, mmsi, field, value, reason].
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from s2xr.errors import InputError
 POINT_COLUMNS = ["mmsi", "time", "lat", "lon", "sog", "cog", "heading", "ship_type", "length",
                  "beam", "to_bow", "to_stern", "to_port", "to_starboard", "ship_name",
                  "overpass_time", "source", "provider"]
+OPTIONAL_COLUMNS = ["tile_id", "call_sign", "imo", "nav_status", "message_type"]
 REJECT_COLUMNS = ["row", "mmsi", "field", "value", "reason"]
 FLOAT_COLUMNS = ("lat", "lon", "sog", "cog", "heading", "length", "beam", "to_bow", "to_stern",
                  "to_port", "to_starboard")
@@ -41,6 +45,18 @@ ALIASES = {
     "tostarboard": "to_starboard", "dimensiona": "to_bow", "dimensionb": "to_stern",
     "dimensionc": "to_port", "dimensiond": "to_starboard",
     "provider": "provider", "source": "source",
+    "tileid": "tile_id", "callsign": "call_sign", "imo": "imo", "imonumber": "imo",
+    "navigationalstatus": "nav_status", "navstatus": "nav_status",
+    "messagetype": "message_type",
+}
+
+# ship type names (Danish Maritime Authority CSV) → AIS ship type code (ITU-R M.1371)
+SHIP_TYPE_NAMES = {
+    "wig": 20, "fishing": 30, "towing": 31, "towing long/wide": 32, "dredging": 33,
+    "diving": 34, "military": 35, "sailing": 36, "pleasure": 37, "hsc": 40, "pilot": 50,
+    "sar": 51, "tug": 52, "port tender": 53, "anti-pollution": 54, "law enforcement": 55,
+    "medical": 58, "not party to conflict": 59, "passenger": 60, "cargo": 70, "tanker": 80,
+    "other": 90,
 }
 
 
@@ -81,6 +97,16 @@ def _parse_times(values: pd.Series, dayfirst: bool) -> pd.Series:
             t.loc[retry] = pd.to_datetime(s[retry], utc=True, errors="coerce",
                                           dayfirst=dayfirst, format="mixed")
     return t.astype("datetime64[ns, UTC]")
+
+
+def _ship_type_codes(values: pd.Series) -> pd.Series:
+    """Numeric AIS ship types, or DMA names ("Cargo", "Tanker", ...) mapped to their code;
+    0 (not available) and anything else → <NA>."""
+    num = pd.to_numeric(values, errors="coerce")
+    names = values.astype("string").str.strip().str.lower().map(SHIP_TYPE_NAMES)
+    out = num.fillna(pd.to_numeric(names, errors="coerce"))
+    out = out.where((out > 0) & (out < 100) & (out % 1 == 0))
+    return out.astype("Int64")
 
 
 def normalize_points(raw: pd.DataFrame, *, source: str, provider: str = "file",
@@ -151,8 +177,8 @@ def normalize_points(raw: pd.DataFrame, *, source: str, provider: str = "file",
     keep.loc[keep["heading"] >= 360, "heading"] = np.nan  # 511 = not available
     keep.loc[keep["sog"] >= 102.2, "sog"] = np.nan  # 102.3 = not available
     keep.loc[keep["cog"] >= 360, "cog"] = np.nan  # 360 = not available
-    keep["ship_type"] = pd.to_numeric(keep.get("ship_type"), errors="coerce").astype("Int64") \
-        if "ship_type" in keep else pd.array([pd.NA] * len(keep), dtype="Int64")
+    keep["ship_type"] = _ship_type_codes(keep["ship_type"]) if "ship_type" in keep \
+        else pd.array([pd.NA] * len(keep), dtype="Int64")
     for a, b, total in (("to_bow", "to_stern", "length"), ("to_port", "to_starboard", "beam")):
         derived = keep[a] + keep[b]
         keep[total] = keep[total].where(keep[total].notna() & (keep[total] > 0),
@@ -162,7 +188,8 @@ def normalize_points(raw: pd.DataFrame, *, source: str, provider: str = "file",
                                                               dtype="string"))
     keep["source"] = keep["source"].astype("string") if "source" in keep else source
     keep["provider"] = keep["provider"].astype("string") if "provider" in keep else provider
-    keep = keep[POINT_COLUMNS].sort_values(["mmsi", "time"], kind="stable")
+    extra = [c for c in OPTIONAL_COLUMNS if c in keep]
+    keep = keep[POINT_COLUMNS + extra].sort_values(["mmsi", "time"], kind="stable")
     points = gpd.GeoDataFrame(keep, geometry=gpd.points_from_xy(keep["lon"], keep["lat"]),
                               crs="EPSG:4326")
     rej = (pd.concat(rejects, ignore_index=True) if rejects

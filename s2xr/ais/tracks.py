@@ -1,133 +1,270 @@
-"""Ship positions at a given time (the sensing time), from AIS tracks.
+"""Tracks, static data and ship positions at a given time (the sensing time).
 
-Between two fixes: great-circle interpolation (WGS84 geodesic). Past the last fix (or before
-the first): dead reckoning with SOG/COG — or the velocity of the two nearest fixes — for at
-most ``max_extrapolation_s``; beyond that, no position, with the reason. Vectorised with
-NumPy per MMSI; 10⁵ fixes take well under a second.
+* :func:`build_tracks` — per-MMSI tracks sorted by time, duplicate fixes removed.
+* :func:`static_table` / :func:`join_static` — latest static record per MMSI (ship type,
+  length = A+B, beam = C+D, stripped name, call sign, IMO) joined onto positions.
+* :func:`position_at` — where each (ship, time) target was: great-circle (WGS84 geodesic)
+  interpolation between the bracketing fixes; before the first / after the last fix, dead
+  reckoning with SOG/COG (or the velocity of the two nearest fixes) for at most
+  ``max_extrapolation_s``; beyond that, no position and the reason.
+
+Everything is vectorised: one merged sort of fixes and targets finds each target's
+bracketing fixes (no Python loop per ship); 10⁵ fixes and targets take well under a second.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyproj import Geod
 
 GEOD = Geod(ellps="WGS84")
-KNOT = 0.514444  # m/s
+KNOT = 0.514444  # m/s per knot
 RESULT_COLUMNS = ["lat", "lon", "ais_time", "gap_s", "method", "uncertainty_m", "reason"]
+STATIC_COLUMNS = ["ship_type", "ship_name", "call_sign", "imo", "to_bow", "to_stern", "to_port",
+                  "to_starboard", "length", "beam"]
+GPS_ERROR_M = 10.0  # typical AIS position error (m)
+EXACT_S = 1e-3  # a fix this close to the target time is used as is
+ASSUMED_SPEED_MS = 10 * KNOT  # for the uncertainty when a ship's speed is unknown
+
+
+def build_tracks(points: pd.DataFrame) -> pd.DataFrame:
+    """Per-MMSI tracks: rows with a time and a finite position, sorted by (mmsi, time),
+    duplicate fixes (same MMSI and time) removed keeping the first. Columns unchanged."""
+    ok = points["time"].notna() & np.isfinite(points["lat"].to_numpy(float)) & \
+        np.isfinite(points["lon"].to_numpy(float))
+    tr = points.loc[ok].sort_values(["mmsi", "time"], kind="stable")
+    return tr.loc[~tr.duplicated(["mmsi", "time"], keep="first")]
+
+
+def static_table(rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Latest static record per MMSI → DataFrame indexed by mmsi with ship_type (Int64),
+    ship_name, call_sign, imo, to_bow, to_stern, to_port, to_starboard, length (A+B),
+    beam (C+D). Dimensions of 0 mean "not available" and become NaN."""
+    st = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
+    for c in [*STATIC_COLUMNS, "mmsi", "time"]:
+        if c not in st:
+            st[c] = np.nan
+    if st.empty:
+        return pd.DataFrame(columns=STATIC_COLUMNS, index=pd.Index([], name="mmsi",
+                                                                   dtype="int64"))
+    st = st.sort_values("time", kind="stable", na_position="first")
+    # the latest non-missing value of each column (a StaticDataReport part A carries only
+    # the name, part B only type and dimensions)
+    st = st.groupby("mmsi")[STATIC_COLUMNS].last()
+    for c in ("to_bow", "to_stern", "to_port", "to_starboard"):
+        v = pd.to_numeric(st[c], errors="coerce").astype(float)
+        st[c] = v.where(v > 0)
+    length = st["to_bow"] + st["to_stern"]
+    beam = st["to_port"] + st["to_starboard"]
+    st["length"] = pd.to_numeric(st["length"], errors="coerce").astype(float).fillna(length)
+    st["beam"] = pd.to_numeric(st["beam"], errors="coerce").astype(float).fillna(beam)
+    st["ship_type"] = pd.to_numeric(st["ship_type"], errors="coerce").astype("Int64")
+    st["ship_name"] = st["ship_name"].astype("string").str.strip().replace("", pd.NA)
+    st["call_sign"] = st["call_sign"].astype("string").str.strip().replace("", pd.NA)
+    st["imo"] = pd.to_numeric(st["imo"], errors="coerce").astype("Int64")
+    st.loc[st["imo"] == 0, "imo"] = pd.NA
+    st.index = st.index.astype("int64")
+    return st
+
+
+def join_static(positions: pd.DataFrame, static: pd.DataFrame) -> pd.DataFrame:
+    """Fill the positions' static columns (ship_type, ship_name, call_sign, imo, dimensions,
+    length, beam) from ``static`` (indexed by mmsi, as :func:`static_table` returns).
+    Values already present in ``positions`` win; new columns are added. Returns a copy."""
+    out = positions.copy()
+    if "mmsi" not in out or static is None or len(static) == 0:
+        return out
+    for col in STATIC_COLUMNS:
+        if col not in static:
+            continue
+        fill = out["mmsi"].map(static[col])
+        if col in out:
+            out[col] = out[col].where(out[col].notna(), fill)
+        else:
+            out[col] = fill
+    return out
+
+
+def _empty_result(index: pd.Index) -> pd.DataFrame:
+    out = pd.DataFrame(index=index)
+    out["lat"] = np.nan
+    out["lon"] = np.nan
+    out["ais_time"] = pd.Series(pd.NaT, index=index, dtype="datetime64[ns, UTC]")
+    out["gap_s"] = np.nan
+    out["method"] = pd.Series("none", index=index, dtype=object)
+    out["uncertainty_m"] = np.nan
+    out["reason"] = pd.Series("no AIS fix for this MMSI", index=index, dtype=object)
+    return out
+
+
+def _utc_ns(values: Any) -> np.ndarray:
+    t = pd.to_datetime(pd.Series(values), utc=True)
+    return t.to_numpy(dtype="datetime64[ns]").astype("int64")
 
 
 def position_at(tracks: pd.DataFrame, targets: pd.DataFrame, *,
                 max_extrapolation_s: float = 120.0, max_gap_s: float = 1800.0) -> pd.DataFrame:
-    """Positions of ``targets`` (columns mmsi, time) from ``tracks`` (mmsi, time, lat, lon,
-    optional sog [kn], cog [deg]).
+    """Each target ship's position at the target time.
 
-    Returns a DataFrame aligned to ``targets.index`` with lat, lon (NaN when unknown),
-    ais_time (the fix nearest the target time), gap_s (target time − that fix, s),
-    method ('exact' | 'interpolated' | 'extrapolated' | 'none'), uncertainty_m (an estimate
-    growing with the gap and the speed) and reason (why there is no position, else None).
-    Pure; does not modify its inputs.
+    ``tracks``: mmsi, time, lat, lon, optional sog (kn) and cog (deg) — many fixes per MMSI,
+    any order; rows without time or position are ignored. ``targets``: mmsi, time (one row
+    per wanted (ship, sensing time)).
+
+    Returns a DataFrame aligned to ``targets.index`` with
+
+    * ``lat``, ``lon`` — position at the target time (NaN when there is none);
+    * ``ais_time`` — time of the fix nearest the target time (datetime64[ns, UTC]);
+    * ``gap_s`` — target time − ``ais_time`` in seconds (negative: the fix is later);
+    * ``method`` — 'exact' (a fix at that time), 'interpolated' (great circle between the
+      fixes before and after, at most ``max_gap_s`` apart), 'extrapolated' (SOG/COG, or the
+      two nearest fixes' velocity, ≤ ``max_extrapolation_s`` from the nearest fix) or 'none';
+    * ``uncertainty_m`` — estimated position error: GPS error + possible manoeuvres growing
+      with the time to the nearest fix and the speed;
+    * ``reason`` — None, or why there is no position.
+
+    Pure: the inputs are not modified.
     """
-    out = pd.DataFrame(index=targets.index, columns=RESULT_COLUMNS)
-    out["lat"] = np.nan
-    out["lon"] = np.nan
-    out["gap_s"] = np.nan
-    out["uncertainty_m"] = np.nan
-    out["ais_time"] = pd.Series(pd.NaT, index=targets.index, dtype="datetime64[ns, UTC]")
-    out["method"] = "none"
-    out["reason"] = "no AIS fix for this MMSI"
-    if targets.empty:
+    out = _empty_result(targets.index)
+    n_tg = len(targets)
+    if n_tg == 0:
         return out
-    tr = tracks.loc[tracks["time"].notna(), ["mmsi", "time", "lat", "lon"] + [
-        c for c in ("sog", "cog") if c in tracks]].copy()
-    tr["t"] = pd.to_datetime(tr["time"], utc=True).astype("int64") / 1e9
-    tr = tr.sort_values(["mmsi", "t"], kind="stable").drop_duplicates(["mmsi", "t"])
-    tt = pd.to_datetime(targets["time"], utc=True).astype("int64").to_numpy() / 1e9
-    groups = {m: g for m, g in tr.groupby("mmsi", sort=False)}
-    for mmsi, idx in pd.Series(np.arange(len(targets))).groupby(
-            targets["mmsi"].to_numpy()).groups.items():
-        g = groups.get(mmsi)
-        if g is None:
-            continue
-        rows = np.asarray(idx)
-        _locate(g, tt[rows], out, targets.index[rows], max_extrapolation_s, max_gap_s)
-    return out
+    tg_t_ser = pd.to_datetime(targets["time"], utc=True)
+    tg_has_t = tg_t_ser.notna().to_numpy()
+    reason = out["reason"].to_numpy().copy()
+    reason[~tg_has_t] = "target has no time"
 
+    tr = tracks.loc[tracks["time"].notna()]
+    lat_all = tr["lat"].to_numpy(float)
+    lon_all = tr["lon"].to_numpy(float)
+    tr = tr.loc[np.isfinite(lat_all) & np.isfinite(lon_all)]
+    if tr.empty or not tg_has_t.any():
+        out["reason"] = reason
+        return out
+    tr_m = tr["mmsi"].to_numpy().astype("int64")
+    tr_t = _utc_ns(tr["time"].to_numpy())
+    order = np.lexsort((tr_t, tr_m))
+    tr_m, tr_t = tr_m[order], tr_t[order]
+    keep = np.ones(tr_m.size, bool)
+    keep[1:] = (tr_m[1:] != tr_m[:-1]) | (tr_t[1:] != tr_t[:-1])  # duplicate fixes
+    sel = order[keep]
+    tr_m, tr_t = tr_m[keep], tr_t[keep]
+    lat = tr["lat"].to_numpy(float)[sel]
+    lon = tr["lon"].to_numpy(float)[sel]
+    sog = tr["sog"].to_numpy(float)[sel] if "sog" in tr else np.full(sel.size, np.nan)
+    cog = tr["cog"].to_numpy(float)[sel] if "cog" in tr else np.full(sel.size, np.nan)
+    ts = (tr_t - tr_t[0]) / 1e9  # seconds from the first fix (float64 keeps µs here)
+    n = tr_m.size
 
-def _locate(g: pd.DataFrame, t: np.ndarray, out: pd.DataFrame, where: pd.Index,
-            max_ex: float, max_gap: float) -> None:
-    ts = g["t"].to_numpy()
-    lat = g["lat"].to_numpy(float)
-    lon = g["lon"].to_numpy(float)
-    sog = g["sog"].to_numpy(float) if "sog" in g else np.full(len(g), np.nan)
-    cog = g["cog"].to_numpy(float) if "cog" in g else np.full(len(g), np.nan)
-    n = len(ts)
-    k = np.searchsorted(ts, t)  # ts[k-1] <= t < ts[k]
-    prev = np.clip(k - 1, 0, n - 1)
-    nxt = np.clip(k, 0, n - 1)
-    has_prev = k > 0
-    has_next = k < n
+    rows = np.flatnonzero(tg_has_t)
+    q_m = targets["mmsi"].to_numpy()[rows].astype("int64")
+    q_ns = tg_t_ser.to_numpy(dtype="datetime64[ns]").astype("int64")[rows]
+    t = (q_ns - tr_t[0]) / 1e9
+
+    # one merged sort finds each target's previous (≤ t) and next (> t) fix of its own ship
+    all_m = np.concatenate([tr_m, q_m])
+    all_t = np.concatenate([tr_t, q_ns])
+    kind = np.concatenate([np.zeros(n, np.int8), np.ones(rows.size, np.int8)])
+    merged = np.lexsort((kind, all_t, all_m))
+    is_fix = merged < n
+    prev_at = np.maximum.accumulate(np.where(is_fix, merged, -1))
+    next_at = np.minimum.accumulate(np.where(is_fix, merged, n)[::-1])[::-1]
+    pos_of = np.empty(merged.size, np.int64)
+    pos_of[merged] = np.arange(merged.size)
+    at = pos_of[n:]
+    prev, nxt = prev_at[at], next_at[at]
+    has_prev = (prev >= 0) & (tr_m[np.clip(prev, 0, n - 1)] == q_m)
+    has_next = (nxt < n) & (tr_m[np.clip(nxt, 0, n - 1)] == q_m)
+    prev = np.clip(prev, 0, n - 1)
+    nxt = np.clip(nxt, 0, n - 1)
+    any_fix = has_prev | has_next
+
     d_prev = np.where(has_prev, t - ts[prev], np.inf)
     d_next = np.where(has_next, ts[nxt] - t, np.inf)
     near = np.where(d_prev <= d_next, prev, nxt)
-    gap = t - ts[near]
-    res_lat = np.full(t.size, np.nan)
-    res_lon = np.full(t.size, np.nan)
-    method = np.full(t.size, "none", dtype=object)
-    reason = np.full(t.size, None, dtype=object)
-    unc = np.full(t.size, np.nan)
+    gap = np.where(any_fix, t - ts[near], np.nan)
 
-    exact = np.abs(gap) <= 0.5
-    res_lat[exact], res_lon[exact] = lat[near[exact]], lon[near[exact]]
+    r_lat = np.full(rows.size, np.nan)
+    r_lon = np.full(rows.size, np.nan)
+    r_unc = np.full(rows.size, np.nan)
+    method = np.full(rows.size, "none", dtype=object)
+    r_reason = np.where(any_fix, None, "no AIS fix for this MMSI").astype(object)
+
+    exact = any_fix & (np.abs(np.nan_to_num(gap, nan=np.inf)) <= EXACT_S)
+    r_lat[exact], r_lon[exact] = lat[near[exact]], lon[near[exact]]
+    r_unc[exact] = GPS_ERROR_M
     method[exact] = "exact"
-    unc[exact] = 10.0
 
     span = np.where(has_prev & has_next, ts[nxt] - ts[prev], np.inf)
-    interp = ~exact & has_prev & has_next & (span <= max_gap)
+    interp = ~exact & has_prev & has_next & (span <= max_gap_s)
     if interp.any():
         p, q = prev[interp], nxt[interp]
         az, _, dist = GEOD.inv(lon[p], lat[p], lon[q], lat[q])
-        f = (t[interp] - ts[p]) / span[interp]
+        sp = span[interp]
+        f = (t[interp] - ts[p]) / sp
         lo, la, _ = GEOD.fwd(lon[p], lat[p], az, dist * f)
-        res_lat[interp], res_lon[interp] = la, lo
+        r_lat[interp], r_lon[interp] = la, lo
         method[interp] = "interpolated"
-        speed = dist / span[interp]
-        unc[interp] = 10.0 + 0.05 * speed * np.minimum(f, 1 - f) * span[interp]
+        # a path of length L between fixes d apart strays at most √(L²−d²)/2 from the chord
+        a, b = sog[p], sog[q]
+        sog_ms = np.where(np.isfinite(a) & np.isfinite(b), (a + b) / 2,
+                          np.where(np.isfinite(a), a, b)) * KNOT
+        path = np.fmax(np.nan_to_num(sog_ms * sp, nan=0.0), dist)
+        detour = 0.5 * np.sqrt(np.maximum(path ** 2 - dist ** 2, 0.0)) * 4 * f * (1 - f)
+        speed = np.fmax(dist / sp, np.nan_to_num(sog_ms, nan=0.0))
+        r_unc[interp] = GPS_ERROR_M + detour + 0.02 * speed * np.minimum(t[interp] - ts[p],
+                                                                         ts[q] - t[interp])
 
-    rest = ~exact & ~interp
-    ok = rest & (np.abs(gap) <= max_ex)
+    rest = any_fix & ~exact & ~interp
+    ok = rest & (np.abs(np.nan_to_num(gap, nan=np.inf)) <= max_extrapolation_s)
     if ok.any():
         j = near[ok]
         dt = gap[ok]
         spd = sog[j] * KNOT
         crs = cog[j].copy()
-        # no SOG/COG: the velocity between the nearest fix and its neighbour on that side
+        crs = np.where(spd == 0, 0.0, crs)  # moored: no course needed
+        # no SOG/COG: the velocity of the nearest fix and its neighbour on the far side
         missing = ~np.isfinite(spd) | ~np.isfinite(crs)
         if missing.any():
             other = np.where(dt >= 0, j - 1, j + 1)
-            valid = (other >= 0) & (other < n)
             o = np.clip(other, 0, n - 1)
-            az, _, dist = GEOD.inv(lon[o], lat[o], lon[j], lat[j])
+            valid = (other >= 0) & (other < n) & (tr_m[o] == tr_m[j])
+            az_jo, _, dist = GEOD.inv(lon[j], lat[j], lon[o], lat[o])
             dtt = np.abs(ts[j] - ts[o])
-            v = np.where(valid & (dtt > 0), dist / np.where(dtt > 0, dtt, 1), np.nan)
-            heading = np.where(dt >= 0, az, (az + 180) % 360)
+            v = np.where(valid & (dtt > 0), dist / np.where(dtt > 0, dtt, 1.0), np.nan)
+            # the course at fix j: away from an earlier neighbour, towards a later one
+            heading = np.where(dist > 0, np.where(dt >= 0, az_jo + 180.0, az_jo) % 360.0, 0.0)
             spd = np.where(missing, v, spd)
             crs = np.where(missing, heading, crs)
         known = np.isfinite(spd) & np.isfinite(crs)
         step = np.where(known, spd * dt, 0.0)
-        bearing = np.where(known, crs, 0.0)
-        lo, la, _ = GEOD.fwd(lon[j], lat[j], bearing, step)
-        res_lat[ok], res_lon[ok] = la, lo
+        lo, la, _ = GEOD.fwd(lon[j], lat[j], np.where(known, crs, 0.0), step)
+        r_lat[ok], r_lon[ok] = la, lo
         method[ok] = "extrapolated"
-        speed = np.where(known, np.abs(spd), 10 * KNOT)
-        unc[ok] = 10.0 + 0.1 * speed * np.abs(dt) + 0.5 * np.abs(dt)
+        speed = np.where(known, np.abs(spd), ASSUMED_SPEED_MS)
+        # unknown motion counts fully; known motion may still turn or change speed
+        r_unc[ok] = GPS_ERROR_M + np.where(known, 0.1, 1.0) * speed * np.abs(dt) + \
+            0.5 * np.abs(dt)
     far = rest & ~ok
-    reason[far] = [f"nearest fix is {abs(g):.0f} s from the time (limit {max_ex:.0f} s)"
-                   for g in gap[far]]
-    out.loc[where, "lat"] = res_lat
-    out.loc[where, "lon"] = res_lon
-    out.loc[where, "gap_s"] = gap
-    out.loc[where, "method"] = method
-    out.loc[where, "reason"] = reason
-    out.loc[where, "uncertainty_m"] = unc
-    out.loc[where, "ais_time"] = pd.to_datetime(ts[near], unit="s", utc=True)
+    if far.any():
+        r_reason[far] = [
+            (f"nearest fix is {abs(g):.0f} s from the time (limit {max_extrapolation_s:.0f} s)"
+             + (f"; the fixes around it are {s:.0f} s apart (interpolation limit "
+                f"{max_gap_s:.0f} s)" if np.isfinite(s) else ""))
+            for g, s in zip(gap[far], span[far], strict=True)]
+
+    nat = np.iinfo(np.int64).min  # numpy's NaT
+    ais_ns = np.full(n_tg, nat, np.int64)
+    ais_ns[rows] = np.where(any_fix, tr_t[near], nat)
+    full = {c: out[c].to_numpy().copy() for c in ("lat", "lon", "gap_s", "uncertainty_m",
+                                                  "method")}
+    for c, v in (("lat", r_lat), ("lon", r_lon), ("gap_s", gap), ("uncertainty_m", r_unc),
+                 ("method", method)):
+        full[c][rows] = v
+        out[c] = full[c]
+    reason[rows] = r_reason
+    out["reason"] = reason
+    out["ais_time"] = pd.DatetimeIndex(ais_ns.view("datetime64[ns]")).tz_localize("UTC")
+    return out

@@ -1,0 +1,385 @@
+"""aisstream.io websocket capture (``websockets.asyncio.client``).
+
+One :class:`AisCapture` connects, sends the subscription at once (the service wants it within
+3 s; boxes latitude first, ``FilterMessageTypes``, optional ``FiltersShipMMSI`` as strings),
+and for each frame: appends it to the raw JSONL, validates it (:class:`FrameParser` counts
+and skips bad frames and duplicates), buffers positions and static records and flushes them in
+batches to :class:`~s2xr.ais.storage.AisStore`. It runs until ``until`` or a stop request.
+
+Failures are expected and survived: a **watchdog** reconnects when no frame arrives for
+``watchdog_s`` (aisstream has silent outages), and every lost connection is retried with
+**exponential back-off and jitter**. A rejected subscription (``{"error": ...}``, e.g. a
+wrong API key) raises :class:`~s2xr.errors.AisError` — after everything received so far is
+stored. Cancellation (Ctrl-C, task cancel, :meth:`AisCapture.request_stop`) also flushes first.
+
+The API key is only ever put into the subscription frame: it is not logged (websockets' frame
+dumps are filtered out), not stored, not part of any error message or URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import pandas as pd
+from pydantic import SecretStr
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from s2xr.ais.aisstream import (
+    CAPTURE_TYPES,
+    DEFAULT_URL,
+    WORLD,
+    Box,
+    FrameParser,
+    build_subscription,
+)
+from s2xr.ais.sampling import DailySampler
+from s2xr.ais.storage import AisStore
+from s2xr.ais.tracks import static_table
+from s2xr.errors import AisError, InputError
+
+log = logging.getLogger(__name__)
+
+
+class _QuietFrames(logging.Filter):
+    """Drops websockets' frame dumps ("> TEXT '{"APIKey": ...'"): they would log the key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.startswith(("<", ">")) or "TEXT" in msg or "BINARY" in msg)
+
+
+_WS_LOG = logging.getLogger(__name__ + ".ws")
+_WS_LOG.addFilter(_QuietFrames())
+_TICK_S = 0.25  # how often stop requests and the end time are checked
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """How to capture. ``boxes`` are lat/lon boxes (sent latitude first); ``tiles`` restricts
+    the per-tile overpass files (None: every tile containing a fix)."""
+
+    url: str = DEFAULT_URL
+    boxes: tuple[Box, ...] = (WORLD,)
+    mmsi: tuple[str, ...] = ()
+    message_types: tuple[str, ...] = CAPTURE_TYPES
+    tiles: tuple[str, ...] | None = None
+    watchdog_s: float = 120.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+    backoff_factor: float = 2.0
+    jitter: float = 0.3
+    flush_rows: int = 2000
+    flush_interval_s: float = 30.0
+    open_timeout_s: float = 10.0
+    max_future_s: float = 300.0
+    provider: str | None = None
+    keep_raw: bool = True  # append every frame to aisstream_raw.jsonl
+    store_positions: bool = True  # False: only the random sample (world-wide sampling)
+
+    def __post_init__(self) -> None:
+        if self.watchdog_s <= 0 or self.backoff_initial_s < 0 or self.backoff_factor < 1:
+            raise InputError("capture: watchdog_s must be > 0, backoff_initial_s ≥ 0 and "
+                             "backoff_factor ≥ 1")
+        if not 0 <= self.jitter <= 1:
+            raise InputError("capture: jitter is a fraction between 0 and 1")
+        scheme = urlsplit(self.url).scheme
+        if scheme not in ("ws", "wss"):
+            raise InputError(f"capture url {self.url!r}: must start with wss:// (or ws:// for "
+                             "a local replay server)")
+
+    @property
+    def provider_label(self) -> str:
+        """'aisstream' for the real service, 'replay' for anything else (unless given)."""
+        if self.provider:
+            return self.provider
+        return "aisstream" if (urlsplit(self.url).hostname or "").endswith("aisstream.io") \
+            else "replay"
+
+    @classmethod
+    def from_config(cls, ais: Any, **overrides: Any) -> CaptureSettings:
+        """Settings from an :class:`~s2xr.config.AisConfig` (fields it lacks keep their
+        defaults), then ``overrides`` (None values ignored)."""
+        kw: dict[str, Any] = {}
+        for name in ("url", "watchdog_s", "backoff_initial_s", "backoff_max_s", "flush_rows",
+                     "flush_interval_s"):
+            if hasattr(ais, name):
+                kw[name] = getattr(ais, name)
+        if getattr(ais, "boxes", None):
+            kw["boxes"] = tuple(Box(*b) for b in ais.boxes)
+        if getattr(ais, "mmsi", None):
+            kw["mmsi"] = tuple(str(m) for m in ais.mmsi)
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kw)
+
+
+@dataclass
+class CaptureResult:
+    """What a capture did. ``skipped``: frames skipped by reason (malformed_json,
+    unknown_type, missing_field, bad_mmsi, invalid_position, bad_time, future_time,
+    duplicate, ...)."""
+
+    frames: int = 0
+    positions: int = 0
+    static: int = 0
+    positions_stored: int = 0
+    static_stored: int = 0
+    connections: int = 0
+    reconnects: int = 0
+    watchdog_timeouts: int = 0
+    disconnects: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    stop_reason: str = ""
+    started: pd.Timestamp | None = None
+    ended: pd.Timestamp | None = None
+
+    def summary(self) -> str:
+        """One line for logs and the CLI."""
+        skipped = ", ".join(f"{k} {v}" for k, v in self.skipped.items()) or "none"
+        return (f"{self.frames} frame(s): {self.positions_stored} position(s) and "
+                f"{self.static_stored} static record(s) stored; skipped: {skipped}; "
+                f"{self.connections} connection(s), {self.watchdog_timeouts} watchdog "
+                f"timeout(s), {self.disconnects} disconnect(s); stopped: {self.stop_reason}")
+
+
+class _WatchdogExpiredError(Exception):
+    pass
+
+
+class AisCapture:
+    """A capture into ``store``; call :meth:`run` (a coroutine) once or several times (e.g.
+    once per schedule segment). Duplicate frames are skipped across runs and reconnects."""
+
+    def __init__(self, api_key: SecretStr | str | None, settings: CaptureSettings,
+                 store: AisStore, *, sampler: DailySampler | None = None,
+                 seed: int | None = None) -> None:
+        key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+        if not key:
+            raise AisError("no aisstream API key: set AISSTREAM_API_KEY in the environment "
+                           "or in a .env file (never in a config file)")
+        self._key = SecretStr(key)
+        self.settings = settings
+        self.store = store
+        self.sampler = sampler
+        self.parser = FrameParser(provider=settings.provider_label,
+                                  max_future_s=settings.max_future_s)
+        self.result = CaptureResult()
+        self._rng = random.Random(seed)
+        self._positions: list[dict[str, Any]] = []
+        self._statics: list[dict[str, Any]] = []
+        self._static_latest: dict[int, dict[str, Any]] = {}
+        self._last_flush = time.monotonic()
+        self._stop = False
+        self._got = 0  # frames received on the current connection
+        self._tiles: tuple[str, ...] | None = settings.tiles
+
+    # ------------------------------------------------------------------ public
+    def request_stop(self) -> None:
+        """Ask a running capture to stop soon (thread-safe); it flushes and returns."""
+        self._stop = True
+
+    def redact(self, text: object) -> str:
+        """``text`` with the API key replaced by ***."""
+        return str(text).replace(self._key.get_secret_value(), "***")
+
+    def backoff_s(self, attempt: int) -> float:
+        """Delay before reconnect attempt ``attempt`` (0 = first): exponential, capped,
+        ± ``jitter`` fraction at random."""
+        s = self.settings
+        base = min(s.backoff_max_s, s.backoff_initial_s * s.backoff_factor ** attempt)
+        return max(0.0, base * (1 + s.jitter * self._rng.uniform(-1, 1)))
+
+    async def run(self, until: pd.Timestamp | None = None, *,
+                  boxes: Sequence[Box] | None = None,
+                  tiles: Sequence[str] | None = None) -> CaptureResult:
+        """Capture until ``until`` (UTC) or a stop request; ``boxes`` / ``tiles`` override the
+        settings for this run. Returns the (cumulative) :class:`CaptureResult`."""
+        s = self.settings
+        boxes = tuple(boxes) if boxes else s.boxes
+        if tiles is not None:
+            self._tiles = tuple(tiles)
+        sub = json.dumps(build_subscription(self._key.get_secret_value(), boxes,
+                                            mmsi=s.mmsi, message_types=s.message_types))
+        end = pd.Timestamp(until).timestamp() if until is not None else math.inf
+        if self.result.started is None:
+            self.result.started = pd.Timestamp.now(tz="UTC")
+        attempt = 0
+        self.result.stop_reason = "running"
+        log.info("capturing AIS from %s: %d box(es), types %s%s, until %s", s.url, len(boxes),
+                 ",".join(s.message_types), f", {len(s.mmsi)} MMSI(s)" if s.mmsi else "",
+                 until if until is not None else "stopped")
+        try:
+            while not self._done(end):
+                self._got = 0
+                try:
+                    await self._session(sub, end)
+                except AisError:
+                    raise
+                except _WatchdogExpiredError:
+                    self.result.watchdog_timeouts += 1
+                    log.warning("no AIS frame for %.1f s: reconnecting", s.watchdog_s)
+                except ConnectionClosed as exc:
+                    self.result.disconnects += 1
+                    code = exc.rcvd.code if exc.rcvd is not None else None
+                    if code == 1008:  # policy violation: the service refused us
+                        raise AisError(f"aisstream closed the connection: "
+                                       f"{self.redact(exc.rcvd.reason) or 'policy violation'}"
+                                       " (check AISSTREAM_API_KEY and the subscription)"
+                                       ) from None
+                    log.warning("aisstream connection closed (%s): reconnecting",
+                                self.redact(exc))
+                except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+                    log.warning("cannot reach %s (%s: %s)", s.url, type(exc).__name__,
+                                self.redact(exc))
+                got = self._got
+                if self._done(end):
+                    break
+                if got:  # frames flowed: start the back-off again
+                    attempt = 0
+                delay = self.backoff_s(attempt)
+                attempt += 1
+                self.result.reconnects += 1
+                log.info("reconnecting in %.2f s (attempt %d)", delay, attempt)
+                await self._sleep(delay, end)
+            self.result.stop_reason = "stop requested" if self._stop else "end time reached"
+        except asyncio.CancelledError:
+            self.result.stop_reason = "cancelled"
+            raise
+        except AisError as exc:
+            self.result.stop_reason = f"error: {exc}"
+            raise
+        finally:
+            self.flush()
+            self.store.raw.close()  # reopened by the next run, if any
+            self.result.ended = pd.Timestamp.now(tz="UTC")
+            self.result.skipped = self.parser.skipped
+            log.info("AIS capture: %s", self.result.summary())
+        return self.result
+
+    def flush(self) -> None:
+        """Write buffered rows (static first, then positions joined with the latest static
+        data of their ships), the raw file and the random sample."""
+        pos, st = self._positions, self._statics
+        self._positions, self._statics = [], []
+        self._last_flush = time.monotonic()
+        self.store.raw.flush()
+        static = static_table(list(self._static_latest.values())) \
+            if self._static_latest and (pos or st) else None
+        if st:
+            self.result.static_stored += self.store.write_static(st)
+        if pos and self.settings.store_positions:
+            self.result.positions_stored += self.store.write_positions(
+                pos, static=static, tiles=self._tiles)
+        if self.sampler is not None and (pos or st):
+            self.sampler.write(source=self.store.source, static=static)
+        if pos or st:
+            log.debug("flushed %d position(s), %d static record(s)", len(pos), len(st))
+
+    def close(self) -> None:
+        """Flush and close the raw file."""
+        self.flush()
+        self.store.close()
+
+    # ------------------------------------------------------------------ internals
+    def _done(self, end: float) -> bool:
+        return self._stop or time.time() >= end
+
+    async def _sleep(self, seconds: float, end: float) -> None:
+        until = time.monotonic() + seconds
+        while not self._done(end):
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, _TICK_S))
+
+    async def _session(self, sub: str, end: float) -> None:
+        """One connection: subscribe, receive until the end, a stop or the watchdog."""
+        s = self.settings
+        async with connect(s.url, open_timeout=s.open_timeout_s, logger=_WS_LOG,
+                           max_size=2 ** 22, close_timeout=2, ping_interval=20,
+                           ping_timeout=20) as ws:
+            self.result.connections += 1
+            await ws.send(sub)  # at once: aisstream wants it within 3 s
+            last = time.monotonic()
+            while not self._done(end):
+                wait = min(_TICK_S, s.watchdog_s - (time.monotonic() - last),
+                           end - time.time())
+                try:
+                    async with asyncio.timeout(max(wait, 0.001)):
+                        msg = await ws.recv()
+                except TimeoutError:
+                    if time.monotonic() - last >= s.watchdog_s:
+                        raise _WatchdogExpiredError() from None
+                    continue
+                last = time.monotonic()
+                self._got += 1
+                self._handle(msg)
+                if len(self._positions) + len(self._statics) >= s.flush_rows or \
+                        last - self._last_flush >= s.flush_interval_s:
+                    self.flush()
+
+    def _handle(self, msg: str | bytes) -> None:
+        received = pd.Timestamp.now(tz="UTC")
+        self.result.frames += 1
+        if self.settings.keep_raw:
+            self.store.raw.write(msg, received)
+        parsed = self.parser.parse(msg, now=received)
+        if parsed is None:
+            return
+        if parsed.kind == "error":
+            raise AisError(f"aisstream refused the subscription: {self.redact(parsed.error)}"
+                           " (check AISSTREAM_API_KEY and the bounding boxes)")
+        row = parsed.row
+        assert row is not None
+        if parsed.kind == "position":
+            self.result.positions += 1
+            self._positions.append(row)
+            if self.sampler is not None:
+                self.sampler.offer(row)
+        else:
+            self.result.static += 1
+            self._statics.append(row)
+            latest = self._static_latest.setdefault(row["mmsi"], {"mmsi": row["mmsi"]})
+            for k, v in row.items():
+                if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                    latest[k] = v
+
+
+async def capture_segments(capture: AisCapture,
+                           segments: Sequence[tuple[pd.Timestamp, pd.Timestamp,
+                                                    tuple[str, ...]]],
+                           *, boxes_for: Any = None) -> CaptureResult:
+    """Run ``capture`` through schedule segments (start, end, tiles): wait for each start,
+    subscribe to the tiles' footprint boxes, capture until its end, and return after the last
+    one (or a stop request)."""
+    from s2xr.ais.aisstream import boxes_for_tiles
+
+    boxes_for = boxes_for or boxes_for_tiles
+    for start, end, tiles in segments:
+        if capture._stop:
+            break
+        wait = (pd.Timestamp(start) - pd.Timestamp.now(tz="UTC")).total_seconds()
+        if wait > 0:
+            log.info("next overpass window %s–%s (%s): waiting %.0f s", start, end,
+                     ",".join(tiles), wait)
+            await capture._sleep(wait, pd.Timestamp(end).timestamp())
+        if capture._done(pd.Timestamp(end).timestamp()):
+            continue
+        log.info("overpass window until %s: tiles %s", end, ",".join(tiles))
+        await capture.run(end, boxes=boxes_for(tiles), tiles=tiles)
+    capture.result.stop_reason = "stop requested" if capture._stop else "last window ended"
+    return capture.result
+
+
+def with_settings(settings: CaptureSettings, **changes: Any) -> CaptureSettings:
+    """A copy of ``settings`` with ``changes`` (None values ignored)."""
+    return replace(settings, **{k: v for k, v in changes.items() if v is not None})
