@@ -7,8 +7,12 @@ module configures logging.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import sys
+from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 
 import click
 
@@ -24,23 +28,59 @@ COMMANDS: list[tuple[str, str]] = [
     ("pipelines.ops_cmd", "publish_stac_cmd"),
     ("pipelines.ops_cmd", "qa_report"),
     ("pipelines.ais_cmd", "collect_ais"),
+    ("pipelines.maint_cmd", "doctor"),
+    ("pipelines.maint_cmd", "vacuum"),
+    ("pipelines.maint_cmd", "publish"),
 ]
 
 
-def configure_logging(verbose: int, quiet: bool) -> None:
-    """Configure the root logger once (stderr); library modules only create loggers."""
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per record: time (UTC ISO 8601), level, logger, message, and the
+    exception text when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
+                   timespec="milliseconds").replace("+00:00", "Z"),
+               "level": record.levelname, "logger": record.name,
+               "message": record.getMessage(), "pid": record.process}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False, *, log_file: str | None = None,
+                      json_lines: bool = False, max_bytes: int = 10 * 2**20,
+                      backups: int = 5) -> None:
+    """Configure the root logger (stderr, and a rotating ``log_file`` if given; text or JSON
+    lines). Idempotent: handlers it added before are replaced, never duplicated. Library
+    modules only create loggers."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_s2xr", False):
             root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                           "%H:%M:%S"))
-    handler._s2xr = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+            h.close()
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(JsonLineFormatter() if json_lines
+                        else logging.Formatter(TEXT_FORMAT, "%H:%M:%S"))
+    handlers: list[logging.Handler] = [stream]
+    if log_file:
+        path = Path(log_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rotating = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
+                                       encoding="utf-8")
+        rotating.setFormatter(JsonLineFormatter() if json_lines
+                              else logging.Formatter(TEXT_FORMAT))
+        handlers.append(rotating)
+    for h in handlers:
+        h._s2xr = True  # type: ignore[attr-defined]
+        root.addHandler(h)
     root.setLevel(level)
-    for noisy in ("rasterio", "urllib3", "distributed", "asyncio", "fsspec", "bokeh", "tornado"):
+    for noisy in ("rasterio", "urllib3", "distributed", "asyncio", "fsspec", "bokeh", "tornado",
+                  "websockets"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -56,10 +96,15 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--log-file", envvar="S2XR_LOG_FILE", default=None,
+              type=click.Path(dir_okay=False),
+              help="Also log to this file (rotated at 10 MB, 5 kept). Env: S2XR_LOG_FILE.")
+@click.option("--log-json", is_flag=True, envvar="S2XR_LOG_JSON",
+              help="Log JSON lines instead of text. Env: S2XR_LOG_JSON=1.")
 @click.version_option(package_name="s2xr")
-def main(verbose: int, quiet: bool) -> None:
+def main(verbose: int, quiet: bool, log_file: str | None, log_json: bool) -> None:
     """s2xr: Sentinel-2 + AIS ship chips as ML-ready xarray/Zarr datasets."""
-    configure_logging(verbose, quiet)
+    configure_logging(verbose, quiet, log_file=log_file, json_lines=log_json)
 
 
 for _module, _attr in COMMANDS:

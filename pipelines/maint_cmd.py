@@ -1,0 +1,67 @@
+"""Maintenance commands: ``doctor``, ``vacuum`` and ``publish``."""
+
+from __future__ import annotations
+
+import click
+
+from pipelines.chip_job import db_path
+from pipelines.options import config_option, resolve_config
+
+
+@click.command("doctor")
+@config_option
+@click.option("--out", default=None, help="Dataset root (overrides storage.root).")
+@click.option("--offline", is_flag=True, help="Skip the STAC and AIS network checks.")
+@click.option("--skip", "skip", multiple=True, type=click.Choice(["stac", "ais"]),
+              help="Skip one network check (repeatable).")
+def doctor(config_path: str | None, out: str | None, offline: bool,
+           skip: tuple[str, ...]) -> None:
+    """Check config, environment, dependency versions, storage, ops DB, the STAC endpoint and
+    AIS reachability. Exits 1 if any check fails."""
+    from s2xr.ops.doctor import run_doctor
+
+    cfg = resolve_config(config_path, out=out)
+    checks = run_doctor(cfg, network=not offline, db_path=db_path(cfg))
+    checks = [c for c in checks if c.name not in skip]
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        mark = click.style("ok  ", fg="green") if c.ok else click.style("FAIL", fg="red")
+        click.echo(f"{mark} {c.name:<{width}}  {c.detail}")
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        click.echo(f"{len(failed)} check(s) failed: {', '.join(failed)}", err=True)
+        raise SystemExit(1)
+    click.echo("all checks passed")
+
+
+@click.command("vacuum")
+@config_option
+@click.option("--out", default=None, help="Dataset root (overrides storage.root).")
+@click.option("--rm-empty", is_flag=True, help="Also remove empty directories under chips/ "
+              "and ais/.")
+def vacuum(config_path: str | None, out: str | None, rm_empty: bool) -> None:
+    """Repair (orphans, temp files) and compact the dataset and its ops DB."""
+    from s2xr.ops.maintenance import vacuum_dataset
+
+    cfg = resolve_config(config_path, out=out)
+    rep = vacuum_dataset(cfg.storage.root, db_path(cfg), rm_empty=rm_empty)
+    click.echo(f"ops DB {rep.db_bytes_before:,} → {rep.db_bytes_after:,} bytes; removed "
+               f"{rep.orphan_files_removed} orphan file(s), {rep.temp_files_removed} temp "
+               f"file(s), {rep.cube_rows_dropped} stray cube row(s), "
+               f"{rep.empty_dirs_removed} empty dir(s)")
+
+
+@click.command("publish")
+@config_option
+@click.option("--out", default=None, help="Dataset root (overrides storage.root).")
+@click.option("--samples", type=int, default=5, show_default=True,
+              help="Sample chips listed in the manifest.")
+def publish(config_path: str | None, out: str | None, samples: int) -> None:
+    """Write manifest.json (counts, time range, files, sample chips) at the dataset root."""
+    from s2xr.ops.maintenance import write_manifest
+
+    cfg = resolve_config(config_path, out=out)
+    path, m = write_manifest(cfg.storage.root, n_samples=samples)
+    c = m["counts"]
+    click.echo(f"manifest {path}: {c['chips_passed']} chip(s) of {c['ships']} ship(s) in "
+               f"{c['scenes']} scene(s); splits {c['by_split']}")

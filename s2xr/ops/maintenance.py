@@ -1,0 +1,143 @@
+"""Dataset maintenance: ``vacuum`` (compact and tidy) and ``publish`` (a manifest).
+
+Both hold the dataset lock while they change anything, so they never race a chip job.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from s2xr.store.consistency import dataset_lock, reconcile
+from s2xr.store.cube import CUBE_NAME
+from s2xr.store.index import index_path, read_index
+from s2xr.store.layout import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class VacuumReport:
+    """What ``vacuum_dataset`` did (bytes are of the ops DB file before/after)."""
+
+    db_bytes_before: int
+    db_bytes_after: int
+    cube_rows_dropped: int
+    orphan_files_removed: int
+    temp_files_removed: int
+    empty_dirs_removed: int
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def _remove_empty_dirs(top: Path) -> int:
+    n = 0
+    if not top.exists():
+        return 0
+    for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: -len(t[0])):
+        p = Path(dirpath)
+        if p != top and not any(p.iterdir()):
+            p.rmdir()
+            n += 1
+    return n
+
+
+def vacuum_dataset(root: str | Path, db: str | Path, *, rm_empty: bool = False) -> VacuumReport:
+    """Repair and compact a dataset: reconcile cube and files with the index (temp files
+    and orphans removed), checkpoint and ``VACUUM`` the ops DB, and with ``rm_empty`` remove
+    empty directories under ``chips/`` and ``ais/``. Holds the dataset lock."""
+    root, db = Path(root), Path(db)
+    with dataset_lock(root):
+        rec = reconcile(root)
+        before = _size(db)
+        if db.exists():
+            conn = sqlite3.connect(db, timeout=30)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.execute("VACUUM")
+            finally:
+                conn.close()
+        after = _size(db)
+        empties = 0
+        if rm_empty:
+            empties = sum(_remove_empty_dirs(root / d) for d in ("chips", "ais"))
+    rep = VacuumReport(before, after, rec.cube_rows_dropped, rec.files_removed,
+                       rec.temp_files_removed, empties)
+    log.info("vacuum %s: %s", root, rep)
+    return rep
+
+
+def _counts(s: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in s.value_counts(dropna=False).sort_index().items()}
+
+
+def build_manifest(root: str | Path, *, n_samples: int = 5) -> dict[str, Any]:
+    """The dataset manifest: counts (chips, passed, by split / tile / ship type / QA reason),
+    time range, the files a consumer opens, and ``n_samples`` sample chips. Reads only."""
+    root = Path(root)
+    idx = read_index(root)
+    passed = idx.loc[idx["qa_pass"].astype(bool)] if len(idx) else idx
+    try:
+        version = importlib.metadata.version("s2xr")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
+        version = "unknown"
+    times = pd.to_datetime(passed["scene_datetime"], utc=True) if len(passed) else None
+    sample_cols = ["chip_id", "path", "mmsi", "scene_id", "scene_datetime", "split", "lat",
+                   "lon", "tile_id"]
+    samples = passed.head(n_samples)[sample_cols].copy() if len(passed) else pd.DataFrame()
+    if len(samples):
+        samples["scene_datetime"] = pd.to_datetime(samples["scene_datetime"], utc=True).map(
+            lambda t: t.isoformat().replace("+00:00", "Z"))
+    rejected = idx.loc[~idx["qa_pass"].astype(bool)] if len(idx) else idx
+    return {
+        "name": root.resolve().name,
+        "created_utc": pd.Timestamp.now(tz="UTC").isoformat().replace("+00:00", "Z"),
+        "s2xr_version": version,
+        "counts": {
+            "chips_cut": len(idx), "chips_passed": len(passed),
+            "ships": int(passed["mmsi"].nunique()) if len(passed) else 0,
+            "scenes": int(passed["scene_id"].nunique()) if len(passed) else 0,
+            "by_split": _counts(passed["split"]) if len(passed) else {},
+            "by_tile": _counts(passed["tile_id"]) if len(passed) else {},
+            "by_ship_type": _counts(passed["ship_type"].astype("Int64").astype(str))
+            if len(passed) else {},
+            "rejected_by_reason": _counts(rejected["qa_reason"].astype(str).str.split(";")
+                                          .str[0]) if len(rejected) else {},
+        },
+        "time_range_utc": [times.min().isoformat().replace("+00:00", "Z"),
+                           times.max().isoformat().replace("+00:00", "Z")]
+        if times is not None else None,
+        "providers": sorted(map(str, passed["provider"].dropna().unique())) if len(passed)
+        else [],
+        "files": {name: str(p.relative_to(root)) for name, p in (
+            ("index", index_path(root)), ("cube", root / CUBE_NAME),
+            ("stac_catalog", root / "stac" / "catalog.json"),
+            ("qa_report", root / "reports" / "qa_report.html"))
+            if p.exists()},
+        "samples": json.loads(samples.to_json(orient="records")) if len(samples) else [],
+    }
+
+
+def write_manifest(root: str | Path, *, n_samples: int = 5) -> tuple[Path, dict[str, Any]]:
+    """Write ``{root}/manifest.json`` atomically; returns (path, manifest)."""
+    root = Path(root)
+    manifest = build_manifest(root, n_samples=n_samples)
+    path = root / MANIFEST_NAME
+    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    return path, manifest
+
+
+def vacuum_summary(rep: VacuumReport) -> dict[str, int]:
+    return asdict(rep)
