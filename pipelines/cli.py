@@ -28,9 +28,11 @@ COMMANDS: list[tuple[str, str]] = [
     ("pipelines.ops_cmd", "publish_stac_cmd"),
     ("pipelines.ops_cmd", "qa_report"),
     ("pipelines.ais_cmd", "collect_ais"),
+    ("pipelines.plan_cmd", "predict_overpasses"),
     ("pipelines.maint_cmd", "doctor"),
     ("pipelines.maint_cmd", "vacuum"),
     ("pipelines.maint_cmd", "publish"),
+    ("pipelines.run_cmd", "run"),
 ]
 
 

@@ -161,8 +161,11 @@ class PlanningConfig(_Section):
     tiles: tuple[str, ...] = ()
     prediction_days: int = Field(10, ge=1)
     overpass_window_minutes: float = Field(10.0, ge=0)
-    tle_path: str | None = None
-    esa_plan_path: str | None = None
+    tle_path: str | None = None  # file or http(s) URL; None: the bundled TLEs
+    esa_plan_path: str | None = None  # KML/KML.gz/KMZ/CSV file, a folder, or a comma list
+    esa_plan_urls: tuple[str, ...] = Field((), description="ESA plan KMLs to fetch (optional)")
+    tle_max_age_days: float = Field(30.0, gt=0, description="warn when the TLE epoch is "
+                                    "further than this from the predicted dates")
 
 
 class DemoConfig(_Section):

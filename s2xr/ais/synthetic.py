@@ -95,10 +95,19 @@ def _position(r: pd.Series, provider: str) -> dict:
                               provider)}
 
 
-def _statics(r: pd.Series, provider: str) -> list[dict]:
+def _dimension(r: pd.Series) -> dict[str, int]:
+    """AIS Dimension A/B/C/D (bow, stern, port, starboard of the antenna, m): the row's
+    to_bow/to_stern/to_port/to_starboard when given, else 60 % forward and centred."""
+    given = [r.get(k) for k in ("to_bow", "to_stern", "to_port", "to_starboard")]
+    if all(v is not None and not pd.isna(v) for v in given):
+        return dict(zip("ABCD", (round(float(v)) for v in given), strict=True))
     a = round(r["length"] * 0.6)
-    dim = {"A": a, "B": int(r["length"]) - a, "C": int(r["beam"] // 2),
-           "D": int(r["beam"]) - int(r["beam"] // 2)}
+    return {"A": a, "B": int(r["length"]) - a, "C": int(r["beam"] // 2),
+            "D": int(r["beam"]) - int(r["beam"] // 2)}
+
+
+def _statics(r: pd.Series, provider: str) -> list[dict]:
+    dim = _dimension(r)
     t = r["time"] - pd.Timedelta(milliseconds=1)
     meta = _meta(r["mmsi"], r["ship_name"], r["lat"], r["lon"], t, provider)
     if r["class"] == "B":
@@ -142,6 +151,9 @@ def to_aisstream_frames(points: pd.DataFrame, *, static: bool = True) -> list[st
     pts = pts.sort_values(["time", "mmsi"], kind="stable")
     out: list[tuple[pd.Timestamp, str]] = []
     firsts = pts.groupby("mmsi", sort=False).head(1)
+    if "length" in points:  # ships without static data send no static message
+        known = points.groupby("mmsi")["length"].apply(lambda s: s.notna().any())
+        firsts = firsts.loc[firsts["mmsi"].map(known).fillna(False).astype(bool)]
     if static:
         for _, r in firsts.iterrows():
             for f in _statics(r, provider):

@@ -36,7 +36,7 @@ from s2xr.grid import tile_geobox
 log = logging.getLogger(__name__)
 
 COLLECTION = "sentinel-2-l2a"
-WORLD_VERSION = 1
+WORLD_VERSION = 2  # 2: sensing at real Sentinel-2 passes (bundled TLEs)
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,23 @@ class World:
 def _fingerprint(cfg: DemoConfig) -> str:
     blob = json.dumps({"v": WORLD_VERSION, **cfg.model_dump(mode="json")}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def real_passes(tile: str, first: pd.Timestamp, n: int) -> list[tuple[str, pd.Timestamp]]:
+    """The first ``n`` real Sentinel-2 passes (bundled TLEs) from ``first`` whose swath covers
+    at least 90 % of ``tile`` → [(satellite 'S2A'/'S2B'/'S2C', sensing time)], so that the
+    embedded world is imaged when the real satellites would image it."""
+    from s2xr.planning import predict_tle_passes, read_tle, select_tles
+
+    tles = select_tles(read_tle(None), first + pd.Timedelta(days=15))
+    end = first + pd.Timedelta(days=max(30, 6 * n))
+    df = predict_tle_passes([tile], first, end, tles)
+    df = df.loc[df["coverage"] >= 0.9].sort_values("centre_time_utc")
+    if len(df) < n:
+        raise ValueError(f"demo: only {len(df)} full pass(es) of {tile} after {first:%Y-%m-%d};"
+                         f" lower demo.n_scenes (got {n})")
+    return [(str(r.satellite), pd.Timestamp(r.centre_time_utc).floor("ms"))
+            for r in df.head(n).itertuples()]
 
 
 def window_geobox(cfg: DemoConfig) -> GeoBox:
@@ -143,16 +160,14 @@ def build_world(root: str | Path, cfg: DemoConfig | None = None, *, force: bool 
     x0, y0 = gbox.transform.c, gbox.transform.f
     coast = _coast(rng, gbox)
     fleet = make_fleet(rng, cfg.n_ships)
-    first = pd.Timestamp(cfg.first_date, tz="UTC") + pd.Timedelta(hours=10, minutes=56)
-    platforms = ("sentinel-2c", "sentinel-2b", "sentinel-2a")
+    passes = real_passes(cfg.tile, pd.Timestamp(cfg.first_date, tz="UTC"), cfg.n_scenes)
     items: list[dict[str, Any]] = []
     truth_rows: list[pd.DataFrame] = []
     fixes: list[pd.DataFrame] = []
     log.info("building embedded world: tile %s, %d² px window, %d scenes, %d ships",
              cfg.tile, gbox.width, cfg.n_scenes, cfg.n_ships)
     for k in range(cfg.n_scenes):
-        sensing = first + pd.Timedelta(days=5 * k, seconds=float(rng.uniform(0, 59)))
-        sensing = sensing.floor("ms")
+        sensing = passes[k][1]
         positions = place_ships(rng, fleet, coast, gbox.boundingbox)
         moving = rng.random(len(fleet)) > 0.15
         speeds = np.where(moving, rng.uniform(2.0, 9.0, len(fleet)), 0.0)
@@ -163,8 +178,8 @@ def build_world(root: str | Path, cfg: DemoConfig | None = None, *, force: bool 
         clouds = _clouds(rng, gbox, [positions[i][:2] for i in cloudy])
         model = SceneModel(coast=coast, clouds=clouds, ships=tuple(draws),
                            noise_seed=cfg.seed + k, nodata_corner=(k == cfg.n_scenes - 1))
-        platform = platforms[k % len(platforms)]
-        sat = platform[-2:].upper()
+        sat = passes[k][0][-2:]
+        platform = f"sentinel-{sat.lower()}"
         scene_id = f"S{sat[-2:]}_{cfg.tile}_{sensing:%Y%m%d}"
         paths = render_scene(model, root / "scenes" / scene_id, x0, y0, gbox.width, epsg)
         scl = model.scl(x0, y0, 20.0, (0, gbox.height // 2), gbox.width // 2, (x0, y0))

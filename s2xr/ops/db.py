@@ -63,6 +63,25 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE chip_jobs ADD COLUMN ais_source TEXT;
     """,
+    # 3: capture windows of `s2xr run` (planned → captured → chipped, or queued for the lag)
+    """
+    CREATE TABLE capture_windows (
+        window_id   TEXT PRIMARY KEY,
+        tile_id     TEXT NOT NULL,
+        satellite   TEXT,
+        start_time  TEXT NOT NULL,
+        end_time    TEXT NOT NULL,
+        source      TEXT,
+        state       TEXT NOT NULL CHECK (state IN ('planned','captured','queued','chipped',
+                        'missed')),
+        ais_path    TEXT,
+        n_points    INTEGER,
+        chip_after  TEXT,
+        updated_at  TEXT NOT NULL,
+        run_id      TEXT
+    );
+    CREATE INDEX capture_windows_state ON capture_windows (state, chip_after);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,177 @@
+"""`s2xr run` on the embedded world: predict → collect (replay server) → chip, re-run adds
+nothing; continuous mode stops gracefully and resumes; the L2A lag queues young windows."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pipelines.chip_job import db_path, run_chip_job
+from pipelines.cli import main
+from pipelines.run_job import RunControl, RunOptions, run_batch
+from s2xr.ais.schedule import read_schedule
+from s2xr.config import build_config, load_config
+from s2xr.ops import connect
+from s2xr.ops.windows import WindowStore
+from s2xr.store import open_chips, read_index
+
+
+def demo_cfg_file(tmp_path: Path, root: Path, **extra: dict) -> Path:
+    data = yaml.safe_load(Path("configs/demo.yaml").read_text())
+    data["storage"]["root"] = str(root)
+    for k, v in extra.items():
+        data.setdefault(k, {}).update(v)
+    p = tmp_path / f"{root.name}.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def assert_stores_agree(root: Path) -> set[str]:
+    idx = read_index(root)
+    passed = set(idx.loc[idx.qa_pass, "chip_id"])
+    assert set(open_chips(root).chip_id.values) == passed
+    assert {p.stem for p in (root / "chips").rglob("*.tif")} == passed
+    assert not list(root.rglob("*.tmp")) and idx.chip_id.is_unique
+    return passed
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, world):
+    """`s2xr run --config configs/demo.yaml` (world shared with the session fixture)."""
+    tmp = tmp_path_factory.mktemp("run")
+    root = tmp / "ds"
+    (root / "world").parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(world.root, root / "world")  # reuse the rendered world (same DemoConfig)
+    cfg = demo_cfg_file(tmp, root)
+    first = CliRunner().invoke(main, ["run", "--config", str(cfg)])
+    second = CliRunner().invoke(main, ["run", "--config", str(cfg)])
+    return root, cfg, first, second
+
+
+@pytest.mark.slow
+def test_run_demo_predicts_collects_and_chips(demo_run, world, stac_server, tmp_path):
+    root, cfg_path, first, _second = demo_run
+    assert first.exit_code == 0, first.output
+    # predict: the schedule the collector reads, made by backfill at the tile's pass time
+    sched = read_schedule(root / "plan" / "overpass_schedule.csv")
+    assert set(sched.tile_id) == {"30STE"} and (sched.source == "backfill").all()
+    sensing = pd.to_datetime(pd.Series([it["properties"]["datetime"]
+                                        for it in world.items()]), utc=True)
+    for t in sensing.unique():
+        assert ((sched.start_time_utc <= t) & (t <= sched.end_time_utc)).any(), t
+    # collect: through the replay server, labelled synthetic, in the dataset layout
+    obs = pd.read_parquet(root / "indexes" / "ais_observations.parquet")
+    assert len(obs) > 0 and set(obs.provider) == {"synthetic"}
+    assert list(root.glob("ais/*/ais_overpass_30STE.parquet"))
+    # chip: the same ships and scenes as a chip job straight from the world's AIS
+    idx = read_index(root)
+    passed = idx.loc[idx.qa_pass]
+    assert len(passed) >= 20 and set(passed.provider) == {"synthetic"}
+    ref_root = tmp_path / "ref"
+    ref = run_chip_job(build_config({
+        "stac": {"api_url": stac_server.url, "collection": "sentinel-2-l2a",
+                 "window_hours": 6}, "storage": {"root": str(ref_root)}},
+        environ={}, dotenv_path=None), world.ais_path)
+    assert ref.n_passed > 0
+    ref_idx = read_index(ref_root)
+    ref_pairs = set(zip(ref_idx.loc[ref_idx.qa_pass, "mmsi"],
+                        ref_idx.loc[ref_idx.qa_pass, "scene_id"], strict=True))
+    assert set(zip(passed.mmsi, passed.scene_id, strict=True)) == ref_pairs
+    assert_stores_agree(root)
+    # summary table printed; windows chipped in the ops DB
+    assert "windows chipped" in first.output and "passed the gate" in first.output
+    cfg = load_config(cfg_path)
+    states = WindowStore(db_path(cfg)).counts()
+    assert states == {"chipped": len(sched)}
+
+
+@pytest.mark.slow
+def test_run_again_adds_nothing(demo_run):
+    root, _, _first, second = demo_run
+    assert second.exit_code == 0, second.output
+    assert len(read_index(root)) == len(read_index(root).chip_id.unique())
+    # nothing left to chip: every window is already chipped
+    assert "windows chipped" in second.output
+    line = next(ln for ln in second.output.splitlines() if "windows chipped" in ln)
+    assert line.split()[-1] == "0"
+    assert_stores_agree(root)
+
+
+@pytest.mark.slow
+def test_lag_queues_young_windows(world, tmp_path):
+    """Just after the last scene, the windows that ended less than lag_days ago are queued
+    (with their chip_after time) and not chipped; a run after the lag chips them."""
+    root = tmp_path / "lagged"
+    root.mkdir()
+    os.symlink(world.root, root / "world")
+    cfg = load_config(demo_cfg_file(tmp_path, root, ops={"lag_days": 2.0}))
+    items = pd.to_datetime(pd.Series([it["properties"]["datetime"]
+                                      for it in world.items()]), utc=True)
+    last = items.max()
+    early = last + pd.Timedelta(hours=1)
+    res = run_batch(cfg, RunOptions(max_ships=5), now=early)
+    assert res.n_windows_queued >= 1
+    wins = WindowStore(db_path(cfg)).windows()
+    queued = wins.loc[wins.state == "queued"]
+    assert len(queued) == res.n_windows_queued
+    assert (queued.chip_after == queued.end_time + pd.Timedelta(days=2)).all()
+    assert (queued.chip_after > early).all()
+    chipped = wins.loc[wins.state == "chipped"]
+    assert (chipped.end_time + pd.Timedelta(days=2) <= early).all()
+    idx = read_index(root)
+    assert len(idx) and (pd.to_datetime(idx.scene_datetime, utc=True) < last).all()
+    later = run_batch(cfg, RunOptions(max_ships=5), now=last + pd.Timedelta(days=3))
+    assert later.chip is not None and later.chip.n_chips > 0
+    idx = read_index(root)
+    assert (pd.to_datetime(idx.scene_datetime, utc=True) == last).any()
+    assert idx.mmsi.nunique() <= 5
+    assert set(WindowStore(db_path(cfg)).counts()) == {"chipped"}
+
+
+def test_dry_run_ais_is_refused_outside_the_embedded_world(tmp_path):
+    cfg = build_config({"stac": {"api_url": "http://127.0.0.1:9"},
+                        "storage": {"root": str(tmp_path)}}, environ={}, dotenv_path=None)
+    with pytest.raises(Exception, match="only for the embedded world"):
+        run_batch(cfg, RunOptions(dry_run_ais=True), control=RunControl())
+
+
+@pytest.mark.slow
+def test_continuous_stops_on_sigterm_and_resumes(world, tmp_path):
+    root = tmp_path / "cont"
+    root.mkdir()
+    os.symlink(world.root, root / "world")
+    cfg = demo_cfg_file(tmp_path, root)
+    exe = Path(sys.executable).parent / "s2xr"
+    proc = subprocess.Popen([str(exe), "run", "--config", str(cfg), "--continuous",
+                             "--interval-min", "60", "--max-ships", "6"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # wait until the first cycle is done (its run row ends), then SIGTERM during the pause
+    db = db_path(load_config(cfg))
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if db.exists():
+            with connect(db) as c:
+                done = c.execute("SELECT COUNT(*) FROM runs WHERE kind='run' AND "
+                                 "status='done'").fetchone()[0]
+            if done:
+                break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "stopped cleanly" in out
+    n = len(assert_stores_agree(root))
+    assert n > 0
+    # resume: a new batch adds nothing (all windows chipped), stores still agree
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--max-ships", "6"])
+    assert res.exit_code == 0, res.output
+    assert len(assert_stores_agree(root)) == n
