@@ -21,6 +21,7 @@ from s2xr.chips import cut_chips, plan_chips
 from s2xr.config import Config
 from s2xr.errors import StacError
 from s2xr.gate import gate_chips
+from s2xr.labels import attach_ship_mask, label_chips, ship_states
 from s2xr.ops import JobStore, connect
 from s2xr.ops.jobs import Clock
 from s2xr.scenes import (
@@ -268,7 +269,8 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     targets, unmatched = candidate_targets(points.reset_index(drop=True), items_df,
                                            cfg.stac.window_hours)
     rej.append(unmatched.assign(stage="search", item_id=None))
-    positioned = position_targets(points.reset_index(drop=True), targets,
+    points = points.reset_index(drop=True)
+    positioned = position_targets(points, targets,
                                   max_extrapolation_s=cfg.ais.max_extrapolation_s,
                                   max_gap_s=cfg.ais.max_interpolation_gap_s)
     cplan = plan_chips(positioned, items_df, cfg.chip)
@@ -299,7 +301,10 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
         stacks = stack_by_epsg(used, bands, resolution=cfg.chip.resolution,
                                resampling=cfg.chip.resampling, engine=cfg.stac.engine)
         chips = cut_chips(stacks, plan, cfg.chip)
-        gated = gate_chips(chips, cfg.gate)
+        # every positioned ship in each chip's footprint: boxes/points + a lazy ship_mask
+        labels = label_chips(plan, ship_states(positioned, points), size=cfg.chip.size,
+                             res=cfg.chip.resolution)
+        gated = attach_ship_mask(gate_chips(chips, cfg.gate), labels)
         with use_scheduler(cfg.dask) as sched_label:
             total = len(plan)
             done = [0]
@@ -312,7 +317,8 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
 
             summary = write_chips(gated, plan, cfg.storage, cfg.gate,
                                   item_meta=_item_meta(used, bands, cfg.chip.resampling),
-                                  block_size=cfg.storage.block_size, progress=tick)
+                                  block_size=cfg.storage.block_size, progress=tick,
+                                  labels=labels)
         n_chips, n_passed = summary.n_chips, summary.n_passed
         idx = summary.index
         _mark_chip_jobs(store, idx, set(plan["chip_id"]))
@@ -330,4 +336,5 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
         n_planned=n_planned, n_skipped_existing=n_skip, n_chips=n_chips, n_passed=n_passed,
         rejects=rejects, scheduler=sched_label, index_rows=index_rows,
         outputs={"index": root / "indexes" / "tiles.parquet", "cube": root / "chips.zarr",
-                 "chips": root / "chips", "rejects": root / "indexes" / "rejects.parquet"})
+                 "chips": root / "chips", "rejects": root / "indexes" / "rejects.parquet",
+                 "labels": root / "indexes" / "labels.parquet"})

@@ -33,6 +33,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("pipelines.maint_cmd", "vacuum"),
     ("pipelines.maint_cmd", "publish"),
     ("pipelines.run_cmd", "run"),
+    ("pipelines.dataset_cmd", "dataset_card"),
+    ("pipelines.dataset_cmd", "export_labels"),
 ]
 
 

@@ -7,6 +7,7 @@ The stages are plain functions (see ``docs/`` and the README's Jupyter example):
     scenes.search_scenes / scenes.stack_scenes
     chips.plan_chips / chips.cut_chips
     gate.gate_chips
+    labels.label_chips / labels.attach_ship_mask   ship boxes and masks from AIS
     store.write_chips / store.open_chips
 """
 

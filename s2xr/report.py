@@ -1,9 +1,10 @@
 """The QA report: one self-contained HTML page about a dataset, plus an optional alert.
 
 ``write_qa_report(root)`` → ``{root}/reports/qa_report.html`` with counts, the split table,
-QA histograms and a footprint map (PNG images embedded as data URIs), the rejection reasons
-and a quicklook gallery. Every value from the data is HTML-escaped. ``send_alert`` POSTs a
-JSON summary to a webhook when the failure rate passes a threshold.
+the split leakage table (vessels, scenes and tiles shared between splits), QA histograms and
+a footprint map (PNG images embedded as data URIs), the rejection reasons and a quicklook
+gallery. Every value from the data is HTML-escaped. ``send_alert`` POSTs a JSON summary to a
+webhook when the failure rate passes a threshold.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from s2xr.splits import leakage_report
 from s2xr.store.index import read_index
 from s2xr.store.layout import atomic_write_text
 
@@ -99,6 +101,10 @@ def write_qa_report(root: str | Path, *, gallery: int = 24) -> Path:
     if len(idx):
         split = idx.groupby(["split", "qa_pass"]).size().unstack(fill_value=0)
         parts.append("<h2>Splits</h2>" + split.to_html(escape=True))
+        leak = leakage_report(idx.loc[idx["qa_pass"].astype(bool)])
+        parts.append("<h2>Split leakage</h2><p>Vessels, scenes and tiles with passed chips in "
+                     "more than one split (0 for the key the split strategy groups by).</p>" +
+                     leak.to_html(escape=True, float_format=lambda v: f"{v:.3f}"))
         figs = _figures(idx)
         parts.append(f'<h2>QA fractions</h2><img src="{figs["histograms"]}" alt="histograms">')
         parts.append(f'<h2>Footprints</h2><img src="{figs["map"]}" alt="footprint map">')

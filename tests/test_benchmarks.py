@@ -38,3 +38,11 @@ def test_stac_requests_quick():
 def test_memory_quick():
     out = run("memory.py", "--quick")
     assert {"peak_rss_mb_1k", "peak_rss_mb_5k", "peak_rss_mb_20k"} <= set(out)
+
+
+def test_planning_agreement_quick():
+    out = run("planning_agreement.py", "--quick")
+    assert out["pairs"] > 0 and out["tle_found_share"] == 1.0
+    assert out["same_orbit_share"] == 1.0
+    # TLE and ESA windows agree to within half a minute (see docs/planning.md)
+    assert out["d_centre_s"]["max_abs"] < 30

@@ -57,3 +57,16 @@ def test_api_key_from_env_or_dotenv_never_shown(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_every_key_is_documented():
+    """docs/configuration.md has a row for every config key (so the reference cannot rot)."""
+    from pathlib import Path
+
+    from s2xr.config import Config
+
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    missing = [f"{sec}.{key}" for sec, field in Config.model_fields.items()
+               for key, f in field.annotation.model_fields.items()
+               if not f.exclude and f"| `{sec}.{key}` |" not in doc]
+    assert not missing, f"undocumented config keys: {missing}"

@@ -24,7 +24,7 @@ INDEX_COLUMNS = [
     "qa_land_frac", "qa_ndwi_water_frac", "qa_chip_cloud_frac", "valid_frac", "qa_pass",
     "qa_reason", "epsg", "tile_id", "dt_seconds", "ais_time", "position_method",
     "uncertainty_m", "processing_baseline", "collection", "ship_type", "length", "beam",
-    "ship_name", "provider", "geometry",
+    "ship_name", "provider", "n_ships", "geometry",
 ]
 
 

@@ -29,6 +29,7 @@ from s2xr.gate import explain_gate
 from s2xr.store.cube import append_cube
 from s2xr.store.files import write_chip_geotiff, write_json, write_quicklook
 from s2xr.store.index import INDEX_COLUMNS, merge_index
+from s2xr.store.labels import label_records, merge_labels
 from s2xr.store.layout import chip_stem, ensure_writable
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def _provenance(row: pd.Series, item_meta: dict[str, Any], bands: list[str]) -> 
 
 
 def _index_rows(block: xr.Dataset, plan: pd.DataFrame, root: Path, bands: list[str],
-                size_m: float) -> gpd.GeoDataFrame:
+                size_m: float, n_ships: pd.Series | None = None) -> gpd.GeoDataFrame:
     p = plan.reset_index(drop=True)
     geoms = [_footprint(x, y, size_m, e) for x, y, e in
              zip(p["x_left"], p["y_top"], p["epsg"], strict=True)]
@@ -117,11 +118,14 @@ def _index_rows(block: xr.Dataset, plan: pd.DataFrame, root: Path, bands: list[s
     })
     df["ship_type"] = pd.to_numeric(df["ship_type"], errors="coerce").astype("Int64")
     df["qa_reason"] = df["qa_reason"].astype(str)
+    df["n_ships"] = (pd.array([pd.NA] * len(df), dtype="Int64") if n_ships is None else
+                     pd.array(p["chip_id"].map(n_ships).fillna(0).to_numpy(), dtype="Int64"))
     return gpd.GeoDataFrame(df[INDEX_COLUMNS[:-1]], geometry=geoms, crs="EPSG:4326")
 
 
 def _write_files(block: xr.Dataset, plan: pd.DataFrame, root: Path, cfg: StorageConfig,
-                 bands: list[str], item_meta: dict[str, Any], pool: ThreadPoolExecutor) -> None:
+                 bands: list[str], item_meta: dict[str, Any], pool: ThreadPoolExecutor,
+                 labels: dict[str, list[dict[str, Any]]] | None = None) -> None:
     refl = block["reflectance"].values
     passed = block["qa_pass"].values
     futures = []
@@ -136,6 +140,9 @@ def _write_files(block: xr.Dataset, plan: pd.DataFrame, root: Path, cfg: Storage
             "qa_cloud_frac", "qa_land_frac", "qa_water_frac", "qa_ndwi_water_frac",
             "valid_frac")}
         prov["split"] = row["split"]
+        if labels is not None:
+            prov["n_ships"] = len(labels.get(row["chip_id"], []))
+            prov["labels"] = labels.get(row["chip_id"], [])
         geom = _footprint(row["x_left"], row["y_top"], row["size"] * row["res"], row["epsg"])
 
         def job(k: int = k, stem: Path = stem, transform: Affine = transform,
@@ -162,7 +169,8 @@ def _write_files(block: xr.Dataset, plan: pd.DataFrame, root: Path, cfg: Storage
 def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
                 gate_cfg: GateConfig | None = None, *, item_meta: dict[str, Any] | None = None,
                 block_size: int = 128, index_every: int = 2048,
-                progress: Callable[[int], None] | None = None) -> WriteSummary:
+                progress: Callable[[int], None] | None = None,
+                labels: pd.DataFrame | None = None) -> WriteSummary:
     """Compute ``gated`` (from :func:`~s2xr.gate.gate_chips`, rows aligned with ``plan``,
     which must carry a ``split`` column) block by block and write every store under
     ``cfg.root``. Computes.
@@ -172,7 +180,10 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     at the end — always after the files and cube rows they name — so memory stays flat and
     index writes do not grow with the square of the dataset. ``item_meta``: item_id →
     {hrefs, scale_offset, resampling} for the JSON provenance. ``progress(n)`` is called
-    after each block with its size."""
+    after each block with its size. ``labels``: the ship labels of the chips
+    (:func:`s2xr.labels.label_chips`); when given, each chip's JSON gets ``labels`` and
+    ``n_ships``, the index ``n_ships`` and ``indexes/labels.parquet`` the rows of the passed
+    chips (written before the index rows that name them)."""
     root = Path(cfg.root)
     ensure_writable(root)
     if "split" not in plan:
@@ -183,12 +194,16 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     n_pass = 0
     index = None
     pending: list[gpd.GeoDataFrame] = []
+    n_ships = labels.groupby("chip_id").size() if labels is not None else None
 
     def flush() -> gpd.GeoDataFrame | None:
         if not pending:
             return None
         rows = pd.concat(pending, ignore_index=True)
         pending.clear()
+        if labels is not None:
+            ok = set(rows.loc[rows["qa_pass"].astype(bool), "chip_id"])
+            merge_labels(root, labels.loc[labels["chip_id"].isin(ok)])
         return merge_index(root, gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326"))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -197,12 +212,14 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
             block = explain_gate(gated.isel(chip=sl).compute(), gate_cfg)
             sub = plan.iloc[sl]
             block = block.assign_coords(split=("chip", sub["split"].astype(object).to_numpy()))
-            _write_files(block, sub, root, cfg, bands, item_meta or {}, pool)
+            recs = (label_records(labels.loc[labels["chip_id"].isin(set(sub["chip_id"]))])
+                    if labels is not None else None)
+            _write_files(block, sub, root, cfg, bands, item_meta or {}, pool, recs)
             passed = block["qa_pass"].values
             n_pass += int(passed.sum())
             if cfg.write_zarr:
                 append_cube(root, block.isel(chip=np.flatnonzero(passed)))
-            pending.append(_index_rows(block, sub, root, bands, size_m))
+            pending.append(_index_rows(block, sub, root, bands, size_m, n_ships))
             del block
             if sum(len(p) for p in pending) >= index_every:
                 index = flush()
