@@ -157,6 +157,29 @@ def _write_rejects(root: Path, rejects: pd.DataFrame) -> None:
     atomic_write(path, lambda p: full.astype({"item_id": str}).to_parquet(p, index=False))
 
 
+def limit_plan(plan: pd.DataFrame, existing: pd.DataFrame, *, max_chips: int | None = None,
+               one_chip_per_ship: bool = False) -> pd.DataFrame:
+    """The new chips to cut under the run's limits (plan order kept; deterministic).
+
+    ``one_chip_per_ship``: per MMSI the row with the smallest ``|dt_seconds|`` (ties: the
+    chip_id), none for vessels that already have a passed chip in ``existing``;
+    ``max_chips``: the first that many rows."""
+    out = plan
+    if one_chip_per_ship and len(out):
+        have = set(existing.loc[existing["qa_pass"].astype(bool), "mmsi"]) if len(existing) \
+            else set()
+        cand = out.loc[~out["mmsi"].isin(have)]
+        order = cand.assign(_adt=cand["dt_seconds"].abs().fillna(np.inf)).sort_values(
+            ["mmsi", "_adt", "chip_id"], kind="stable")
+        keep = set(order.drop_duplicates("mmsi")["chip_id"])
+        out = out.loc[out["chip_id"].isin(keep)]
+    if max_chips is not None and len(out) > max_chips:
+        out = out.head(max_chips)
+    if len(out) < len(plan):
+        log.info("run limits: %d of %d planned chip(s) kept", len(out), len(plan))
+    return out.reset_index(drop=True)
+
+
 def db_path(cfg: Config) -> Path:
     """The ops DB of the dataset (``ops.db_path`` or ``{storage.root}/ops.sqlite``)."""
     return Path(cfg.ops.db_path) if cfg.ops.db_path else Path(cfg.storage.root) / "ops.sqlite"
@@ -181,13 +204,20 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
                  end: pd.Timestamp | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  clock: Clock | None = None,
-                 only_mmsi: set[int] | None = None) -> ChipJobResult:
+                 only_mmsi: set[int] | None = None,
+                 max_chips: int | None = None,
+                 one_chip_per_ship: bool = False,
+                 should_stop: Callable[[], bool] | None = None) -> ChipJobResult:
     """Run the whole chip job for an AIS table (path or DataFrame). Computes and writes.
 
     Holds the dataset lock (a second concurrent run is refused), repairs what a crash left
     (:func:`~s2xr.store.consistency.reconcile`), and records every attempt in the ops DB:
     chips end ``done``, ``rejected`` (gate reason) or ``failed`` (read error, retried with
     back-off); points without a scene ``no_scene``; a STAC outage ``deferred``.
+
+    Limits: ``one_chip_per_ship`` keeps one chip per vessel (the scene whose AIS fix is
+    nearest in time; vessels already in the dataset get none), ``max_chips`` at most that
+    many new chips. ``should_stop()`` is checked after every written block.
     """
     root = Path(cfg.storage.root)
     ensure_writable(root)
@@ -198,7 +228,9 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
         run_id = store.start_run("chip")
         try:
             res = _run_chip_job(cfg, ais, store, run_id, source=source, start=start, end=end,
-                                progress=progress, only_mmsi=only_mmsi)
+                                progress=progress, only_mmsi=only_mmsi,
+                                max_chips=max_chips, one_chip_per_ship=one_chip_per_ship,
+                                should_stop=should_stop)
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             store.end_run(run_id, status, {"error": f"{type(exc).__name__}: {exc}"})
@@ -236,7 +268,9 @@ def _defer(store: JobStore, points: pd.DataFrame, run_id: str, ais_source: str |
 def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, run_id: str,
                   *, source: ItemSource | None, start: pd.Timestamp | None,
                   end: pd.Timestamp | None, progress: Callable[[int, int], None] | None,
-                  only_mmsi: set[int] | None) -> ChipJobResult:
+                  only_mmsi: set[int] | None, max_chips: int | None = None,
+                  one_chip_per_ship: bool = False,
+                  should_stop: Callable[[], bool] | None = None) -> ChipJobResult:
     root = Path(cfg.storage.root)
     ais_source = str(Path(ais).resolve()) if isinstance(ais, str | Path) else None
     table = read_ais_table(ais)
@@ -293,6 +327,8 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     n_skip = n_planned - len(plan)
     if n_skip:
         log.info("%d chip(s) already in the dataset: skipped", n_skip)
+    plan = limit_plan(plan, existing_index, max_chips=max_chips,
+                      one_chip_per_ship=one_chip_per_ship)
     plan["split"] = assign_splits(plan, cfg.splits).to_numpy() if len(plan) else []
     used = [it for it in usable if it["id"] in set(plan["item_id"])]
     n_chips = n_passed = 0
@@ -318,7 +354,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
             summary = write_chips(gated, plan, cfg.storage, cfg.gate,
                                   item_meta=_item_meta(used, bands, cfg.chip.resampling),
                                   block_size=cfg.storage.block_size, progress=tick,
-                                  labels=labels)
+                                  labels=labels, should_stop=should_stop)
         n_chips, n_passed = summary.n_chips, summary.n_passed
         idx = summary.index
         _mark_chip_jobs(store, idx, set(plan["chip_id"]))

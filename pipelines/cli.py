@@ -35,6 +35,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("pipelines.run_cmd", "run"),
     ("pipelines.dataset_cmd", "dataset_card"),
     ("pipelines.dataset_cmd", "export_labels"),
+    ("pipelines.dashboard_cmd", "dashboard"),
 ]
 
 

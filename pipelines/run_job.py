@@ -403,6 +403,8 @@ def _batch(services: _Services, opts: RunOptions, control: RunControl, jobs: Job
         elif embedded:
             res = asyncio.run(_capture_replay(cfg, services, schedule, opts, control))
             log.info("replay capture: %s", res.summary())
+            if control.stopped:  # a partial capture: the windows stay planned
+                return
             windows.set_state(todo["window_id"], "captured",
                               ais_path=str(root / "indexes" / "ais_observations.parquet"),
                               n_points=res.positions_stored)
@@ -464,25 +466,20 @@ def _batch(services: _Services, opts: RunOptions, control: RunControl, jobs: Job
         return
     ais_file = _write_run_ais(root, result.run_id, points)
     result.chip = run_chip_job(cfg, ais_file, progress=control.progress,
-                               **_chip_limits(opts))
+                               should_stop=lambda: control.stopped, **_chip_limits(opts))
+    if control.stopped:  # chips left unwritten: the windows stay due for the next run
+        result.notes.append("stopped during the chip stage: re-run to finish the windows")
+        return
     windows.set_state(due["window_id"], "chipped")
     result.n_windows_chipped = len(due)
 
 
 def _chip_limits(opts: RunOptions) -> dict[str, Any]:
-    """Keyword arguments for the chip job's per-run limits (if it supports them)."""
-    import inspect
-
-    params = inspect.signature(run_chip_job).parameters
-    out: dict[str, Any] = {}
+    """The chip job's per-run limits: 1:1 binding caps chips at the ships."""
     max_chips = opts.max_chips
-    if opts.bind_chips_to_ships:
-        max_chips = max_chips or opts.max_ships
-        if "one_chip_per_ship" in params:
-            out["one_chip_per_ship"] = True
-    if max_chips and "max_chips" in params:
-        out["max_chips"] = max_chips
-    return out
+    if opts.bind_chips_to_ships and max_chips is None:
+        max_chips = opts.max_ships
+    return {"max_chips": max_chips, "one_chip_per_ship": opts.bind_chips_to_ships}
 
 
 # --------------------------------------------------------------------------- continuous

@@ -175,3 +175,29 @@ def test_continuous_stops_on_sigterm_and_resumes(world, tmp_path):
     res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--max-ships", "6"])
     assert res.exit_code == 0, res.output
     assert len(assert_stores_agree(root)) == n
+
+
+def test_limit_plan_binds_one_chip_per_ship_and_caps():
+    from pipelines.chip_job import limit_plan
+
+    plan = pd.DataFrame({"chip_id": [f"c{i}" for i in range(6)],
+                         "mmsi": [1, 1, 2, 2, 3, 4],
+                         "dt_seconds": [50.0, -5.0, 3.0, 3.0, None, 10.0]})
+    existing = pd.DataFrame({"mmsi": [4], "qa_pass": [True]})
+    one = limit_plan(plan, existing, one_chip_per_ship=True)
+    assert list(one.chip_id) == ["c1", "c2", "c4"]  # nearest in time; tie → chip_id; 4 has one
+    assert list(limit_plan(plan, existing, max_chips=2).chip_id) == ["c0", "c1"]
+    assert list(limit_plan(plan, existing, max_chips=2, one_chip_per_ship=True).chip_id) == \
+        ["c1", "c2"]
+
+
+@pytest.mark.slow
+def test_bound_dry_run_gives_one_chip_per_ship(world, tmp_path):
+    root = tmp_path / "bound"
+    root.mkdir()
+    os.symlink(world.root, root / "world")
+    cfg = load_config(demo_cfg_file(tmp_path, root))
+    res = run_batch(cfg, RunOptions(max_ships=6, bind_chips_to_ships=True, dry_run_ais=True))
+    idx = read_index(root)
+    assert res.chip is not None and 0 < len(idx) <= 6 and idx.mmsi.is_unique
+    assert set(idx.provider) == {"synthetic"} and res.ais_provider == "synthetic"

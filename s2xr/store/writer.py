@@ -170,7 +170,8 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
                 gate_cfg: GateConfig | None = None, *, item_meta: dict[str, Any] | None = None,
                 block_size: int = 128, index_every: int = 2048,
                 progress: Callable[[int], None] | None = None,
-                labels: pd.DataFrame | None = None) -> WriteSummary:
+                labels: pd.DataFrame | None = None,
+                should_stop: Callable[[], bool] | None = None) -> WriteSummary:
     """Compute ``gated`` (from :func:`~s2xr.gate.gate_chips`, rows aligned with ``plan``,
     which must carry a ``split`` column) block by block and write every store under
     ``cfg.root``. Computes.
@@ -183,7 +184,9 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     after each block with its size. ``labels``: the ship labels of the chips
     (:func:`s2xr.labels.label_chips`); when given, each chip's JSON gets ``labels`` and
     ``n_ships``, the index ``n_ships`` and ``indexes/labels.parquet`` the rows of the passed
-    chips (written before the index rows that name them)."""
+    chips (written before the index rows that name them). ``should_stop()`` is checked after
+    each block: when it returns True the blocks written so far are indexed and the call
+    returns early (``n_chips`` counts what was written)."""
     root = Path(cfg.root)
     ensure_writable(root)
     if "split" not in plan:
@@ -191,6 +194,7 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     bands = [str(b) for b in gated.band.values]
     size_m = float(gated.sizes["x"] * gated.attrs.get("resolution_m", 10.0))
     n = gated.sizes["chip"]
+    written = 0
     n_pass = 0
     index = None
     pending: list[gpd.GeoDataFrame] = []
@@ -225,10 +229,16 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
                 index = flush()
             if progress:
                 progress(sl.stop - sl.start)
+            written = sl.stop
+            if should_stop is not None and should_stop() and written < n:
+                log.warning("stop requested: %d of %d chip(s) written, the rest left for the "
+                            "next run", written, n)
+                break
     index = flush() if pending else index
     if index is None:
         from s2xr.store.index import read_index
 
         index = read_index(root)
-    return WriteSummary(n_chips=n, n_passed=n_pass, n_rejected=n - n_pass, index=index,
+    return WriteSummary(n_chips=written, n_passed=n_pass, n_rejected=written - n_pass,
+                        index=index,
                         root=root)

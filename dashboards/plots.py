@@ -1,0 +1,215 @@
+"""The dashboard's plots: the footprints map (HoloViews on Bokeh, Web Mercator, basemap
+tiles optional) and the overpass schedule timeline (Bokeh). Pure functions of DataFrames.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from s2xr.config import Config
+
+log = logging.getLogger(__name__)
+
+WEB_MERCATOR = "EPSG:3857"
+STATUS_COLORS = {"tile": "#6c757d", "world": "#17a2b8", "passed": "#28a745",
+                 "rejected": "#dc3545"}
+WINDOW_COLORS = {"planned": "#6c757d", "captured": "#17a2b8", "queued": "#ffc107",
+                 "chipped": "#28a745", "missed": "#dc3545", "scheduled": "#6c757d"}
+
+
+# ------------------------------------------------------------------------------ map
+def _polygons_3857(geoms: gpd.GeoSeries) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for g in geoms.to_crs(WEB_MERCATOR):
+        if g is None or g.is_empty:
+            out.append((np.array([]), np.array([])))
+            continue
+        parts = list(getattr(g, "geoms", [g]))
+        xs, ys = [], []
+        for k, part in enumerate(parts):  # NaN separates the parts of a MultiPolygon
+            x, y = part.exterior.xy
+            if k:
+                xs.append([np.nan])
+                ys.append([np.nan])
+            xs.append(np.asarray(x))
+            ys.append(np.asarray(y))
+        out.append((np.concatenate(xs), np.concatenate(ys)))
+    return out
+
+
+def tile_ids_of(cfg: Config, index: pd.DataFrame, schedule: pd.DataFrame,
+                world: dict[str, Any] | None) -> list[str]:
+    """Tiles worth outlining: the config's, the schedule's, the index's and the world's."""
+    tiles = set(cfg.planning.tiles)
+    for frame in (index, schedule):
+        if len(frame) and "tile_id" in frame:
+            tiles |= {str(t) for t in frame["tile_id"].dropna().unique()}
+    if world:
+        tiles.add(str(world.get("tile", cfg.demo.tile)))
+    return sorted(t for t in tiles if t)
+
+
+def world_window_geometry(world: dict[str, Any] | None, cfg: Config) -> Any:
+    """The embedded world's rendered window (lon/lat polygon) or None."""
+    if not world:
+        return None
+    from shapely.geometry import box
+
+    from s2xr.demo import window_geobox
+
+    try:
+        gbox = window_geobox(cfg.demo)
+        x0, y0, x1, y1 = gbox.boundingbox
+        return gpd.GeoSeries([box(x0, y0, x1, y1)], crs=f"EPSG:{gbox.crs.epsg}").to_crs(
+            4326).iloc[0]
+    except Exception:  # a world built with another DemoConfig: no window outline
+        return None
+
+
+def _bokeh_backend() -> None:
+    import holoviews as hv
+
+    if "bokeh" not in hv.Store.renderers:
+        import holoviews.plotting.bokeh  # registers the backend
+    hv.Store.set_current_backend("bokeh")
+
+
+def _layer(frame: gpd.GeoDataFrame) -> list[dict[str, Any]]:
+    data = []
+    for (x, y), r in zip(_polygons_3857(frame.geometry), frame.itertuples(), strict=True):
+        if len(x):
+            data.append({"x": x, "y": y, "kind": r.kind, "label": r.label,
+                         "chip_id": r.chip_id, "mmsi": r.mmsi})
+    return data
+
+
+def _extent(data: list[dict[str, Any]]) -> tuple[float, float, float, float] | None:
+    if not data:
+        return None
+    xs = np.concatenate([d["x"][np.isfinite(d["x"])] for d in data])
+    ys = np.concatenate([d["y"][np.isfinite(d["y"])] for d in data])
+    pad = max(xs.max() - xs.min(), ys.max() - ys.min(), 2000) * 0.08
+    return xs.min() - pad, ys.min() - pad, xs.max() + pad, ys.max() + pad
+
+
+def footprints_plot(index: gpd.GeoDataFrame, tiles: list[str], *, world_window: Any = None,
+                    basemap: str | None = None, max_chips: int = 5000,
+                    height: int = 520) -> Any:
+    """HoloViews overlay (Web Mercator): tile outlines, the world window and chip footprints
+    (green passed, red rejected, hover: chip, ship), on optional basemap tiles (``basemap``:
+    a ``{z}/{x}/{y}`` URL template or an xyzservices name such as ``OpenStreetMap.Mapnik``;
+    they need internet, so the default is none). Zoomed to the chips (else the world window,
+    else the tiles)."""
+    import holoviews as hv
+
+    from s2xr.grid import tile_footprint
+
+    _bokeh_backend()
+    empty = {"chip_id": "", "mmsi": ""}
+    tile_rows, tile_geoms = [], []
+    for t in tiles:
+        try:
+            tile_geoms.append(tile_footprint(t))
+        except Exception:  # not an MGRS id: no outline
+            continue
+        tile_rows.append({"kind": "tile", "label": f"tile {t}", **empty})
+    layers: dict[str, list[dict[str, Any]]] = {
+        "tile": _layer(gpd.GeoDataFrame(tile_rows, geometry=tile_geoms, crs="EPSG:4326"))
+        if tile_rows else []}
+    layers["world"] = _layer(gpd.GeoDataFrame(
+        [{"kind": "world", "label": "embedded world window", **empty}],
+        geometry=[world_window], crs="EPSG:4326")) if world_window is not None else []
+    chips = index.tail(max_chips) if len(index) else index
+    for kind, ok in (("rejected", False), ("passed", True)):
+        sub = chips.loc[chips["qa_pass"].astype(bool) == ok] if len(chips) else chips
+        layers[kind] = _layer(gpd.GeoDataFrame({
+            "kind": kind,
+            "label": [f"{m} {'' if n is None or pd.isna(n) else n}".strip() for m, n in
+                      zip(sub["mmsi"], sub["ship_name"] if "ship_name" in sub else
+                          [None] * len(sub), strict=True)],
+            "chip_id": sub["chip_id"].astype(str).to_numpy(),
+            "mmsi": sub["mmsi"].astype(str).to_numpy()},
+            geometry=sub.geometry.to_numpy(), crs="EPSG:4326")) if len(sub) else []
+    style = {"tile": {"fill_alpha": 0.03, "line_dash": "dashed", "line_width": 2},
+             "world": {"fill_alpha": 0.08, "line_width": 2},
+             "rejected": {"fill_alpha": 0.35, "line_width": 1},
+             "passed": {"fill_alpha": 0.45, "line_width": 1}}
+    names = {"tile": "MGRS tile", "world": "embedded world", "rejected": "chip rejected",
+             "passed": "chip passed"}
+    vdims = ["kind", "label", "chip_id", "mmsi"]
+    elements = []
+    for kind, data in layers.items():
+        el = hv.Polygons(data, kdims=["x", "y"], vdims=vdims, label=names[kind]).opts(
+            color=STATUS_COLORS[kind], line_color=STATUS_COLORS[kind],
+            tools=["hover"] if kind in ("passed", "rejected") else [], **style[kind])
+        elements.append(el)
+    extent = (_extent(layers["passed"] + layers["rejected"] + layers["world"]) or
+              _extent(layers["tile"]))
+    overlay = hv.Overlay(elements)
+    if basemap:
+        overlay = basemap_tiles(basemap) * overlay
+    opts: dict[str, Any] = {
+        "responsive": True, "min_height": height, "data_aspect": 1,  # metres are square
+        "xaxis": None, "yaxis": None,
+        "legend_position": "top_left", "active_tools": ["wheel_zoom"],
+        "title": "Tile and chip footprints" + ("" if basemap else " (no basemap)")}
+    if extent is not None:
+        opts.update(xlim=(extent[0], extent[2]), ylim=(extent[1], extent[3]))
+    return overlay.opts(**opts)
+
+
+def basemap_tiles(basemap: str) -> Any:
+    """HoloViews tiles from a ``{z}/{x}/{y}`` URL template or an xyzservices provider name
+    (``OpenStreetMap.Mapnik``, ``Esri.WorldImagery``)."""
+    import holoviews as hv
+
+    if "{" in basemap:
+        url = basemap
+    else:
+        import xyzservices.providers as xyz
+
+        provider: Any = xyz
+        for part in basemap.split("."):
+            provider = provider[part]
+        url = provider.build_url(scale_factor="")
+    for a, b in (("{x}", "{X}"), ("{y}", "{Y}"), ("{z}", "{Z}")):
+        url = url.replace(a, b)
+    return hv.Tiles(url, name="basemap")
+
+
+# ------------------------------------------------------------------------------ schedule
+def schedule_plot(frame: pd.DataFrame, *, height: int = 320) -> Any:
+    """A Bokeh timeline: one row per tile · satellite, a bar per window (coloured by its
+    ops DB state) and a marker at its centre (windows last minutes, the horizon days)."""
+    from bokeh.models import ColumnDataSource, HoverTool
+    from bokeh.plotting import figure
+
+    labels = sorted(frame["label"].unique()) if len(frame) else ["(no schedule yet)"]
+    p = figure(y_range=labels, x_axis_type="datetime", height=height,
+               sizing_mode="stretch_width", title="Overpass schedule (capture windows)",
+               tools="xpan,xwheel_zoom,reset,save")
+    if len(frame):
+        start = pd.to_datetime(frame["start_time_utc"], utc=True).dt.tz_localize(None)
+        end = pd.to_datetime(frame["end_time_utc"], utc=True).dt.tz_localize(None)
+        src = ColumnDataSource({
+            "label": frame["label"].tolist(), "start": start, "end": end,
+            "centre": start + (end - start) / 2, "state": frame["state"].tolist(),
+            "color": [WINDOW_COLORS.get(s, "#6c757d") for s in frame["state"]],
+            "source": frame.get("source", pd.Series([""] * len(frame))).astype(str).tolist(),
+            "start_s": start.dt.strftime("%Y-%m-%d %H:%M:%S").tolist(),
+            "end_s": end.dt.strftime("%H:%M:%S").tolist()})
+        p.hbar(y="label", left="start", right="end", height=0.5, color="color", source=src)
+        r = p.scatter(x="centre", y="label", size=9, color="color", source=src,
+                      legend_field="state")
+        p.add_tools(HoverTool(renderers=[r], tooltips=[
+            ("window", "@label"), ("UTC", "@start_s → @end_s"), ("state", "@state"),
+            ("source", "@source")]))
+        p.legend.orientation = "horizontal"
+        p.add_layout(p.legend[0], "above")
+    p.xaxis.axis_label = "UTC"
+    return p

@@ -1,0 +1,432 @@
+"""The dashboard without a browser: the serve command's security rules, settings → run
+options/config, upload validation, the shared job manager (one job at a time, stop, failure,
+log tail, one instance for all sessions), the views on a real dataset, and a stop mid-run
+that leaves the stores consistent."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+pn = pytest.importorskip("panel")
+
+from dashboards import gallery, plots, views  # noqa: E402
+from dashboards.actions import prune, safe_upload_name, save_upload  # noqa: E402
+from dashboards.controls import (  # noqa: E402
+    AIS_CAPTURE,
+    AIS_SYNTHETIC,
+    CONTINUOUS,
+    RunSettings,
+)
+from dashboards.state import JobBusyError, JobManager, LogTail, get_manager  # noqa: E402
+from pipelines.chip_job import run_chip_job  # noqa: E402
+from pipelines.dashboard_cmd import dashboard, is_local, panel_serve_args  # noqa: E402
+from pipelines.run_job import RunOptions  # noqa: E402
+from s2xr.config import build_config  # noqa: E402
+from s2xr.errors import ConfigError, InputError  # noqa: E402
+from s2xr.store import open_chips, read_index  # noqa: E402
+
+
+def embedded_cfg(root: Path, **sections: dict):
+    data = {"stac": {"api_url": None, "collection": "sentinel-2-l2a", "window_hours": 6},
+            "storage": {"root": str(root)}}
+    for k, v in sections.items():
+        data.setdefault(k, {}).update(v)
+    return build_config(data, environ={}, dotenv_path=None)
+
+
+# ----------------------------------------------------------------------------- security
+def test_serve_args_bind_localhost_by_default(tmp_path):
+    args = panel_serve_args(config_path=None, port=5999, address="127.0.0.1")
+    assert args[0] == "serve" and args[1].endswith("dashboards/app.py")
+    assert args[args.index("--address") + 1] == "127.0.0.1"
+    assert "--basic-auth" not in args and "--oauth-provider" not in args
+    assert "127.0.0.1:5999" in args
+    assert is_local("::1") and is_local("127.0.0.5") and not is_local("0.0.0.0")
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "192.168.1.10", "example.org"])
+def test_public_address_without_auth_is_refused(address):
+    with pytest.raises(ConfigError, match="requires authentication"):
+        panel_serve_args(config_path=None, port=5006, address=address)
+    res = CliRunner().invoke(dashboard, ["--address", address])
+    assert res.exit_code == 2
+    assert "requires authentication" in res.output
+
+
+def test_public_address_with_auth(tmp_path):
+    pw = tmp_path / "users.json"
+    pw.write_text('{"ops": "correct-horse-battery"}')
+    args = panel_serve_args(config_path=None, port=5006, address="0.0.0.0",
+                            basic_auth=str(pw), allow_websocket_origin=("ops.example:5006",))
+    assert args[args.index("--basic-auth") + 1] == str(pw)
+    assert len(args[args.index("--cookie-secret") + 1]) >= 32
+    assert "ops.example:5006" in args
+    oauth = panel_serve_args(config_path=None, port=5006, address="0.0.0.0",
+                             oauth_provider="github", oauth_key="k", oauth_secret="s")
+    assert "--oauth-encryption-key" in oauth and "--cookie-secret" in oauth
+    with pytest.raises(ConfigError, match="oauth-key"):
+        panel_serve_args(config_path=None, port=5006, address="0.0.0.0",
+                         oauth_provider="github")
+    with pytest.raises(ConfigError, match="not found"):
+        panel_serve_args(config_path=None, port=5006, address="0.0.0.0",
+                         basic_auth=str(tmp_path / "missing.txt"))
+
+
+def test_upload_size_bounds_the_websocket_message():
+    args = panel_serve_args(config_path=None, port=5006, address="127.0.0.1",
+                            max_upload_mb=3)
+    limit = int(args[args.index("--websocket-max-message-size") + 1])
+    assert 4 * 2**20 <= limit <= 8 * 2**20  # base64 of 3 MB plus a margin, not Bokeh's 20 MB
+
+
+# ----------------------------------------------------------------------------- settings
+def test_settings_reproduce_the_config_and_the_run_flags(tmp_path):
+    cfg = embedded_cfg(tmp_path, gate={"max_cloud": 0.1})
+    s = RunSettings.from_config(cfg)
+    assert s.config(cfg) == cfg  # unchanged settings → the same config
+    assert s.options() == RunOptions(include_swir=True)  # = `s2xr run` without flags
+    s.param.update(max_ships=5, bind_chips_to_ships=True, stac_max_cloud=40,
+                   gate_enabled=False, gate_max_land=0.3, ais_source=AIS_SYNTHETIC)
+    out = s.config(cfg)
+    assert out.stac.max_cloud == 40 and not out.gate.enabled and out.gate.max_land == 0.3
+    assert out.storage == cfg.storage
+    assert s.options() == RunOptions(max_ships=5, bind_chips_to_ships=True,
+                                     include_swir=True, dry_run_ais=True)
+    s.check(cfg)  # synthetic AIS in Batch mode on the embedded world: fine
+    s.mode = CONTINUOUS
+    with pytest.raises(InputError, match="only for Batch"):
+        s.check(cfg)
+    real = build_config({"stac": {"api_url": "http://127.0.0.1:9"}}, environ={},
+                        dotenv_path=None)
+    s.mode = "Batch"
+    with pytest.raises(InputError, match="embedded world"):
+        s.check(real)
+
+
+def test_settings_are_validated_like_a_file(tmp_path):
+    cfg = embedded_cfg(tmp_path)
+    s = RunSettings.from_config(cfg)
+    with pytest.raises(ValueError):
+        s.gate_max_cloud = 2.0  # param bounds
+    s.stac_window_hours = 0.01
+    assert s.config(cfg).stac.window_hours == 0.01
+
+
+# ----------------------------------------------------------------------------- upload
+def test_upload_is_saved_and_validated(world, tmp_path):
+    ais = pd.read_csv(world.ais_path)
+    data = ais.head(200).to_csv(index=False).encode()
+    ok = save_upload(tmp_path, "../../etc/ships.csv", data)
+    assert ok.ok and ok.n_points == 200 and ok.path.parent == tmp_path / "ais" / "uploads"
+    assert ok.path.name.endswith("-ships.csv") and ok.path.read_bytes() == data
+    bad_rows = ais.head(20).copy()
+    bad_rows.loc[:4, "lat"] = 123.0
+    part = save_upload(tmp_path, "part.csv", bad_rows.to_csv(index=False).encode())
+    assert part.ok and part.n_rejects == 5 and part.reasons
+    wrong = save_upload(tmp_path, "x.csv", b"foo,bar\n1,2\n")
+    assert not wrong.ok and "mmsi" in wrong.error
+    assert "unsupported file type" in save_upload(tmp_path, "x.exe", b"MZ").error
+    assert "empty" in save_upload(tmp_path, "x.csv", b"").error
+    big = save_upload(tmp_path, "big.csv", b"x" * (2 * 2**20), max_mb=1)
+    assert "upload limit" in big.error and big.path is None
+    assert safe_upload_name("a b/../c$.xlsx") == "c_.xlsx"
+    assert safe_upload_name("..") == "upload"
+
+
+# ----------------------------------------------------------------------------- manager
+def test_log_tail_is_bounded_and_sees_other_threads():
+    tail = LogTail(maxlen=5)
+    lg = logging.getLogger("s2xr.test_dashboard")
+    lg.addHandler(tail)
+    lg.setLevel(logging.INFO)
+    try:
+        t = threading.Thread(target=lambda: [lg.info("record %d", k) for k in range(12)])
+        t.start()
+        t.join()
+    finally:
+        lg.removeHandler(tail)
+    lines = tail.lines()
+    assert len(lines) == 5 and lines[-1].endswith("record 11") and tail.seq == 12
+
+
+def test_manager_runs_one_job_at_a_time_and_stops(tmp_path):
+    mgr = JobManager(embedded_cfg(tmp_path))
+    try:
+        assert mgr.status()["state"] == "idle"
+        started = threading.Event()
+
+        def wait_for_stop(control):
+            control.set_stage("collect", "waiting")
+            started.set()
+            while not control.stopped:
+                control.progress(1, 10)
+                time.sleep(0.02)
+            return "stopped cleanly"
+
+        mgr.start("run", "a long job", wait_for_stop)
+        assert started.wait(5)
+        st = mgr.status()
+        assert st["state"] == "running" and st["stage"] == "collect" and st["total"] == 10
+        with pytest.raises(JobBusyError):
+            mgr.start("run", "another", lambda c: None)
+        assert mgr.stop()
+        assert mgr.join(5)
+        st = mgr.status()
+        assert st["state"] == "stopped" and st["stage"] == "stopped"
+        assert any("stop requested" in ln for ln in mgr.log_lines())
+
+        def boom(control):
+            control.set_stage("chip")
+            raise InputError("planning.tiles: no tiles")
+
+        mgr.start("run", "failing", boom)
+        mgr.join(5)
+        st = mgr.status()
+        assert st["state"] == "failed" and "no tiles" in st["error"]
+        assert any("failed" in ln for ln in mgr.log_lines())
+        mgr.start("qa", "value", lambda c: 42)
+        mgr.join(5)
+        assert mgr.status()["state"] == "done" and mgr.result("qa") == 42
+    finally:
+        mgr.close()
+
+
+def test_all_sessions_share_one_manager(tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(f"stac: {{api_url: null}}\nstorage: {{root: {tmp_path / 'ds'}}}\n")
+    a = get_manager(cfg_path)
+    b = get_manager(str(cfg_path))
+    try:
+        assert a is b and a.root == tmp_path / "ds"
+    finally:
+        a.close()
+        pn.state.clear_caches()
+
+
+# ----------------------------------------------------------------------------- views
+@pytest.fixture(scope="module")
+def chipped(world, stac_server, tmp_path_factory):
+    """A dataset made by the chip job from the world's AIS (chips, index, ops DB)."""
+    root = tmp_path_factory.mktemp("dash-views")
+    cfg = build_config({"stac": {"api_url": stac_server.url, "collection": "sentinel-2-l2a",
+                                 "window_hours": 6}, "storage": {"root": str(root)}},
+                       environ={}, dotenv_path=None)
+    res = run_chip_job(cfg, world.ais_path)
+    assert res.n_passed > 0
+    return root, cfg
+
+
+def test_views_of_a_dataset(chipped):
+    import holoviews as hv
+
+    root, cfg = chipped
+    idx = read_index(root)
+    stores = views.Stores.of(cfg)
+    assert stores.signature()[0] > 0
+    items = gallery.gallery_items(root, idx, n=6)
+    assert len(items) == min(6, int(idx.qa_pass.sum()))
+    assert all(i["src"].startswith("data:image/jpeg;base64,") for i in items)
+    table = views.table_frame(idx)
+    assert len(table) == len(idx) and "geometry" not in table and table.qa_pass.dtype == bool
+    plot = plots.footprints_plot(idx, ["30STE"])
+    fig = hv.render(plot, backend="bokeh")
+    assert fig.x_range.start < fig.x_range.end
+    with_tiles = hv.render(plots.footprints_plot(idx, ["30STE"],
+                                                 basemap="OpenStreetMap.Mapnik"))
+    assert any(type(r).__name__ == "TileRenderer" for r in with_tiles.renderers)
+    assert not any(type(r).__name__ == "TileRenderer" for r in fig.renderers)
+    chip = str(idx.loc[idx.qa_pass, "chip_id"].iloc[0])
+    img = gallery.chip_images(root, chip)
+    assert img is not None and img.rgb.startswith("data:image/png") and img.scl_counts
+    row = idx.loc[idx.chip_id == chip].iloc[0]
+    files = gallery.chip_files(root, row)
+    assert set(files) == {"tif", "jpg", "json", "geojson"}
+    assert gallery.chip_metadata(files)["chip_id"] == chip
+    assert "qa_cloud_frac" in set(gallery.qa_table(row)["field"])
+    rejected = idx.loc[~idx.qa_pass, "chip_id"]
+    if len(rejected):
+        assert gallery.chip_images(root, str(rejected.iloc[0])) is None
+    ops = views.ops_tables(stores, cfg)
+    assert ops["jobs"]["count"].sum() > 0 and len(ops["runs"]) >= 1
+
+
+def test_schedule_timeline():
+    sched = pd.DataFrame({
+        "tile_id": ["30STE", "30STE", "30STF"], "satellite": ["S2A", "S2B", "S2A"],
+        "start_time_utc": pd.to_datetime(["2026-09-30T10:55", "2026-10-05T10:55",
+                                          "2026-09-30T10:56"], utc=True),
+        "end_time_utc": pd.to_datetime(["2026-09-30T11:05", "2026-10-05T11:05",
+                                        "2026-09-30T11:06"], utc=True),
+        "source": "backfill"})
+    wins = pd.DataFrame({"window_id": ["30STE|S2A|2026-09-30T10:55:00Z"],
+                         "state": ["chipped"]})
+    frame = views.schedule_frame(sched, wins)
+    assert list(frame.state) == ["chipped", "scheduled", "scheduled"]
+    fig = plots.schedule_plot(frame)
+    assert set(fig.y_range.factors) == {"30STE · S2A", "30STE · S2B", "30STF · S2A"}
+    empty = plots.schedule_plot(views.schedule_frame(sched.iloc[:0], None))
+    assert list(empty.y_range.factors) == ["(no schedule yet)"]
+
+
+def test_prune_preview_then_prune(chipped, tmp_path):
+    import shutil
+
+    root0, cfg0 = chipped
+    root = tmp_path / "copy"
+    shutil.copytree(root0, root)
+    cfg = build_config({**cfg0.model_dump(mode="json", exclude={"ais": {"api_key"}}),
+                        "storage": {"root": str(root)}}, environ={}, dotenv_path=None)
+    idx = read_index(root)
+    keep = sorted(idx.mmsi.unique())[:3]
+    obs_path = tmp_path / "few.csv"
+    from s2xr.ops import connect
+
+    with connect(root / "ops.sqlite") as c:
+        obs = pd.read_sql_query("SELECT * FROM ais_observations", c)
+    obs.loc[obs.mmsi.isin(keep)].to_csv(obs_path, index=False)
+    preview = prune(cfg, time_tol_min=10, dist_tol_m=500, dry_run=True, upload=obs_path)
+    assert len(preview) and set(preview.mmsi) == set(idx.mmsi) - set(keep)
+    assert len(read_index(root)) == len(idx)  # a dry run removes nothing
+    done = prune(cfg, time_tol_min=10, dist_tol_m=500, dry_run=False, upload=obs_path)
+    assert set(done.chip_id) == set(preview.chip_id)
+    after = read_index(root)
+    assert set(after.mmsi) <= set(keep)
+    passed = set(after.loc[after.qa_pass, "chip_id"])
+    assert set(open_chips(root).chip_id.values) == passed
+    assert {p.stem for p in (root / "chips").rglob("*.tif")} == passed
+
+
+# ----------------------------------------------------------------------------- app
+def test_app_builds_and_refuses_bad_starts(chipped):
+    from dashboards.app import DashboardApp
+
+    root, cfg = chipped
+    mgr = JobManager(cfg)
+    try:
+        app = DashboardApp(mgr)
+        assert len(app.gallery.items) == min(48, int(read_index(root).qa_pass.sum()))
+        assert len(app.table.value) == len(read_index(root))
+        assert "Real services" in app.world_md.object  # a config with a STAC API
+        assert app.w_ais.disabled  # synthetic AIS only on the embedded world
+        app.settings.ais_source = AIS_SYNTHETIC
+        assert app.settings.ais_source == AIS_CAPTURE  # reset: not offered here
+        release = threading.Event()
+        mgr.start("qa", "a long job", lambda c: release.wait(10))
+        app._on_start()  # one job at a time: refused with the reason, nothing started
+        assert "a job is running" in app.run_msg.object
+        release.set()
+        mgr.join(5)
+        row = read_index(root).iloc[0]
+        layout = gallery.detail_layout(root, str(row.chip_id), row,
+                                       gallery.chip_images(root, str(row.chip_id)))
+        assert "Chip" in layout[0].object
+        assert app.template() is not None
+    finally:
+        mgr.close()
+
+
+def test_first_screen_offers_the_embedded_world(tmp_path):
+    from dashboards.app import DashboardApp
+
+    mgr = JobManager(embedded_cfg(tmp_path / "fresh"))
+    try:
+        app = DashboardApp(mgr)
+        assert "not built yet" in app.world_md.object and app.b_world.visible
+        assert app.gallery.items == [] and app.status_badge.object.count("idle")
+        assert not app.w_ais.disabled
+        app.settings.mode = CONTINUOUS
+        assert app.w_ais.disabled and not app.w_interval.disabled
+    finally:
+        mgr.close()
+
+
+# ----------------------------------------------------------------------------- stop
+@pytest.mark.slow
+def test_stop_mid_run_leaves_the_stores_consistent(tmp_path):
+    """Stop requested while the run writes chips (the dashboard's Stop): the run ends
+    ``stopped`` after the block being written, index == cube == files; the next run writes
+    the remaining chips and the one after adds nothing."""
+    import os
+
+    from s2xr.config import DemoConfig
+    from s2xr.demo import build_world
+
+    small = {"window_px": 1024, "n_ships": 12, "n_scenes": 2}
+    world = build_world(tmp_path / "world", DemoConfig(**small))
+    root = tmp_path / "ds"
+    root.mkdir()
+    os.symlink(world.root, root / "world")
+    cfg = embedded_cfg(root, demo=small, storage={"block_size": 4})
+    mgr = JobManager(cfg)
+    try:
+        s = RunSettings.from_config(cfg)
+        control = mgr.start_run(s.config(cfg), s.options())
+        seen: list[tuple[str, int, int]] = []
+
+        def stop_while_writing(snap):
+            seen.append((snap["stage"], snap["done"], snap["total"]))
+            if snap["stage"] == "chip" and 0 < snap["done"] < snap["total"] \
+                    and not control.stopped:
+                control.request_stop()
+
+        control.subscribe(stop_while_writing)
+        assert mgr.join(180)
+        st = mgr.status()
+        assert st["state"] == "stopped", (st, seen)
+        assert control.stopped and any(s == "chip" and 0 < d < t for s, d, t in seen)
+        idx = read_index(root)
+        passed = set(idx.loc[idx.qa_pass, "chip_id"])
+        assert passed and set(open_chips(root).chip_id.values) == passed
+        assert {p.stem for p in (root / "chips").rglob("*.tif")} == passed
+        assert not list(root.rglob("*.tmp"))
+        # the stop took effect inside the chip stage: the re-run finishes the rest
+        mgr.start_run(s.config(cfg), s.options())
+        assert mgr.join(120) and mgr.status()["state"] == "done"
+        again = read_index(root)
+        assert set(idx.chip_id) < set(again.chip_id)
+        full = set(again.loc[again.qa_pass, "chip_id"])
+        assert set(open_chips(root).chip_id.values) == full
+        assert {p.stem for p in (root / "chips").rglob("*.tif")} == full
+        # and one more run adds nothing
+        mgr.start_run(s.config(cfg), s.options())
+        assert mgr.join(120) and mgr.status()["state"] == "done"
+        assert set(read_index(root).chip_id) == set(again.chip_id)
+    finally:
+        mgr.close()
+
+
+def test_qa_report_and_retry_actions(chipped, tmp_path):
+    from dashboards.actions import qa_report, retry_due
+    from pipelines.run_job import RunControl
+
+    root, cfg = chipped
+    out = qa_report(cfg, RunControl())
+    assert out["path"].is_file() and out["n_chips"] == len(read_index(root))
+    res = retry_due(cfg, 10, RunControl())
+    assert res.summary() == "no job is due for a retry"
+
+
+@pytest.mark.slow
+def test_basic_auth_guards_the_app(tmp_path):
+    """Served with --basic-auth, the app answers only after a login."""
+    import urllib.request
+
+    from dashboards.browser import DashboardServer
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"stac: {{api_url: null}}\nstorage: {{root: {tmp_path / 'ds'}}}\n")
+    users = tmp_path / "users.json"
+    users.write_text('{"ops": "correct-horse-battery"}')
+    with DashboardServer(cfg, log_path=tmp_path / "server.log",
+                         extra_args=["--basic-auth", str(users)]) as server:
+        with urllib.request.urlopen(server.url, timeout=10) as r:
+            landed = r.geturl()
+            page = r.read().decode(errors="replace")
+        assert "/login" in landed and "s2xr-badge" not in page

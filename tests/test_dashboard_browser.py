@@ -1,0 +1,216 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium against
+``s2xr dashboard`` on 127.0.0.1, on a small embedded world.
+
+One session runs a batch from the UI (status reaches done; same chips as ``s2xr run`` with
+the same settings), browses quicklooks, a chip's detail and the map, uploads AIS files (a
+bad one is refused with its reason, a good one is chipped), previews and runs a prune (the
+stores stay consistent), and a second session sees and stops a continuous run. Screenshots
+go to ``$S2XR_TEST_ARTIFACTS`` (default: the test's tmp dir)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+pytest.importorskip("panel")
+pytest.importorskip("playwright")
+
+from dashboards.browser import CHROMIUM, DashboardPage, DashboardServer, chromium
+from pipelines.cli import main
+from s2xr.config import DemoConfig
+from s2xr.store import open_chips, read_index
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                 reason=f"{CHROMIUM} missing (apt-get install chromium)")]
+
+SMALL_WORLD = {"window_px": 1024, "n_ships": 12, "n_scenes": 2}
+
+
+def consistent(root: Path) -> set[str]:
+    """Index (passed) == cube == .tif files; no temp files. Returns the passed chip ids."""
+    idx = read_index(root)
+    passed = set(idx.loc[idx.qa_pass, "chip_id"])
+    cube = set(open_chips(root).chip_id.values) if (root / "chips.zarr").exists() else set()
+    assert cube == passed
+    assert {p.stem for p in (root / "chips").rglob("*.tif")} == passed
+    assert not list(root.rglob("*.tmp")) and idx.chip_id.is_unique
+    return passed
+
+
+def write_config(tmp: Path, name: str, world_root: Path) -> tuple[Path, Path]:
+    """configs/demo.yaml with a small world and its own dataset root (world symlinked)."""
+    data = yaml.safe_load(Path("configs/demo.yaml").read_text())
+    root = tmp / name
+    root.mkdir(parents=True)
+    os.symlink(world_root, root / "world")
+    data["storage"]["root"] = str(root)
+    data["demo"].update(SMALL_WORLD)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path, root
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    from s2xr.demo import build_world
+
+    base = yaml.safe_load(Path("configs/demo.yaml").read_text())["demo"]
+    cfg = DemoConfig(**{**base, **SMALL_WORLD})
+    return build_world(tmp_path_factory.mktemp("small-world"), cfg)
+
+
+@pytest.fixture
+def artifacts(tmp_path) -> Path:
+    out = Path(os.environ.get("S2XR_TEST_ARTIFACTS") or tmp_path / "artifacts")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
+    cfg_path, root = write_config(tmp_path, "ui", small_world.root)
+    # the reference: `s2xr run` with the same config and no flags (the UI's defaults); run
+    # before the browser, whose sync API holds an event loop in this thread
+    ref_cfg, ref_root = write_config(tmp_path, "cli", small_world.root)
+    res = CliRunner().invoke(main, ["run", "--config", str(ref_cfg)])
+    assert res.exit_code == 0, res.output
+    with DashboardServer(cfg_path, log_path=artifacts / "dashboard-server.log") as server, \
+            chromium() as browser:
+        page = DashboardPage(browser.new_page(viewport={"width": 1400, "height": 1000}))
+        page.open(server.url)
+        # -- the first screen: idle, the embedded world, nothing chipped yet
+        assert page.state() == "idle"
+        page.wait_for(lambda: "Embedded offline world" in page.text(".s2xr-dataset"),
+                      timeout_s=10, what="the world card")
+        assert "synthetic" in page.text(".s2xr-dataset")
+        page.shot(artifacts / "01_first_screen.png")
+
+        # -- a batch from the UI: running (stage, progress) → done
+        page.click("▶ Start")
+        page.wait_state("running", "done", timeout_s=15)
+        page.wait_for(lambda: page.stage() in ("collect", "lag", "chip", "done"),
+                      timeout_s=60, what="a run stage")
+        page.shot(artifacts / "02_running.png")
+        assert page.wait_state("done", "failed", timeout_s=120) == "done", \
+            page.text(".s2xr-status")
+        assert "new chip(s) passed" in page.text(".s2xr-status")
+        ui_chips = consistent(root)
+        assert ui_chips
+        log_text = page.text(".s2xr-logtail")
+        assert "stage chip" in log_text and "replay" in log_text  # the run's own records
+
+        # -- same chips as `s2xr run` with the same settings
+        assert set(read_index(ref_root).chip_id) == set(read_index(root).chip_id)
+        assert consistent(ref_root) == ui_chips
+
+        # -- gallery → chip detail; the map
+        page.wait_for(lambda: page.page.locator("figure.qg-item").count() == len(ui_chips),
+                      timeout_s=20, what="one quicklook per passed chip")
+        page.page.locator("figure.qg-item").first.click()
+        page.page.locator(".s2xr-detail-images img").first.wait_for(timeout=20_000)
+        detail = page.text(".s2xr-detail")
+        assert "qa_cloud_frac" in detail and "Files:" in detail
+        assert page.page.locator(".s2xr-detail-images img").count() == 3  # RGB, NIR, SCL
+        page.shot(artifacts / "03_gallery_detail.png")
+        page.tab("Map")
+        page.page.locator(".s2xr-map canvas").first.wait_for(timeout=20_000)
+        page.shot(artifacts / "04_map.png")
+        page.tab("Chip index")
+        page.wait_for(lambda: page.page.locator(".s2xr-table .tabulator-row").count() > 0,
+                      timeout_s=20, what="index rows")
+        page.tab("Schedule")
+        page.shot(artifacts / "05_schedule.png")
+        page.tab("Gallery")
+
+        # -- upload: a bad file is refused with its reason, a good one is chipped
+        bad = tmp_path / "bad.csv"
+        bad.write_text("foo,bar\n1,2\n")
+        page.upload(bad)
+        page.wait_for(lambda: "Refused" in page.text(".s2xr-upload-msg"), timeout_s=30,
+                      what="the upload error")
+        assert "required column" in page.text(".s2xr-upload-msg")
+        assert page.button("Chip this file").is_disabled()
+        ais = pd.read_csv(small_world.ais_path)
+        keep = sorted(ais.mmsi.unique())[:4]
+        good = tmp_path / "four_ships.csv"
+        ais.loc[ais.mmsi.isin(keep)].to_csv(good, index=False)
+        page.upload(good)
+        page.wait_for(lambda: "Accepted" in page.text(".s2xr-upload-msg"), timeout_s=30,
+                      what="the upload check")
+        assert "4 ship(s)" in page.text(".s2xr-upload-msg")
+        page.click("Chip this file")
+        page.wait_for(lambda: "chip job for" in page.text(".s2xr-status"), timeout_s=15,
+                      what="the chip job")
+        assert page.wait_state("done", "failed", timeout_s=90) == "done"
+        result = page.text(".s2xr-status")
+        assert "0 deferred" in result and " 0 already in the dataset" not in result, result
+        assert consistent(root) == ui_chips  # the same ships and scenes: nothing new
+
+        # -- prune against the uploaded file: dry-run preview, then prune
+        page.open_card("Prune by AIS", "Preview (dry run)")
+        page.page.locator(".s2xr-prune-obs select").select_option(
+            label="last uploaded AIS file")
+        page.click("Preview (dry run)")
+        page.wait_for(lambda: "dry run:" in page.text(".s2xr-prune-msg"), timeout_s=60,
+                      what="the prune preview")
+        idx = read_index(root)
+        expect = set(idx.loc[~idx.mmsi.isin(keep), "chip_id"])
+        assert f"{len(expect)} chip(s) would be removed" in page.text(".s2xr-prune-msg")
+        assert len(read_index(root)) == len(idx)  # the preview removed nothing
+        page.shot(artifacts / "06_prune_preview.png", full_page=True)
+        page.click(f"Prune {len(expect)} chip(s)")
+        page.wait_for(lambda: "from every store" in page.text(".s2xr-prune-msg"),
+                      timeout_s=60, what="the prune")
+        assert f"removed {len(expect)} chip(s)" in page.text(".s2xr-prune-msg")
+        after = consistent(root)
+        assert after == ui_chips - expect
+        assert set(read_index(root).mmsi) <= set(keep)
+
+        # -- a second session sees the same job; Stop from it stops the continuous run
+        page.page.get_by_role("button", name="Continuous").click()
+        page.click("▶ Start")
+        page.wait_state("running", timeout_s=15)
+        other = DashboardPage(browser.new_context(
+            viewport={"width": 1400, "height": 1000}).new_page()).open(server.url)
+        assert other.wait_state("running") == "running"
+        assert "continuous" in other.text(".s2xr-status")
+        other.wait_for(lambda: "next cycle" in other.text(".s2xr-status"), timeout_s=60,
+                       what="the pause between cycles")
+        other.click("■ Stop")
+        assert page.wait_state("stopped", timeout_s=30) == "stopped"
+        assert other.wait_state("stopped", timeout_s=10) == "stopped"
+        assert consistent(root) == after
+        errors = page.errors() + other.errors()
+        assert not errors, errors
+        assert not page.external + other.external  # nothing fetched from outside 127.0.0.1
+    shutil.copy(cfg_path, artifacts / "config.yaml")
+
+
+def test_fresh_machine_offers_to_build_the_world(tmp_path, artifacts):
+    """No world yet: the first screen offers to build it; the button builds it and the page
+    then shows it (and its window on the map)."""
+    data = yaml.safe_load(Path("configs/demo.yaml").read_text())
+    data["storage"]["root"] = str(tmp_path / "fresh")
+    data["demo"].update(SMALL_WORLD)
+    cfg_path = tmp_path / "fresh.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    with DashboardServer(cfg_path, log_path=artifacts / "fresh-server.log") as server, \
+            chromium() as browser:
+        page = DashboardPage(browser.new_page(viewport={"width": 1400, "height": 1000}))
+        page.open(server.url)
+        assert "not built yet" in page.text(".s2xr-dataset")
+        page.shot(artifacts / "00_fresh_machine.png")
+        page.click("Build the embedded world")
+        assert page.wait_state("done", "failed", timeout_s=120) == "done"
+        page.wait_for(lambda: "synthetic" in page.text(".s2xr-dataset"), timeout_s=30,
+                      what="the world card")
+        assert (tmp_path / "fresh" / "world" / "world.json").is_file()
+        page.tab("Map")
+        page.page.locator(".s2xr-map canvas").first.wait_for(timeout=20_000)
+        assert not page.errors(), page.errors()
