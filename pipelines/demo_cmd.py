@@ -1,4 +1,4 @@
-"""``s2xr demo``: build the embedded world, serve it, chip every ship, print where it went."""
+"""``s2xr demo``: the main job (``s2xr run``) end to end on the embedded offline world."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from pipelines.chip_cmd import print_result
-from pipelines.chip_job import run_chip_job
-from pipelines.options import chip_progress, config_option, resolve_config, scheduler_option
-from s2xr.demo import StacApiServer, build_world
+from pipelines.options import config_option, resolve_config, scheduler_option
+from pipelines.run_cmd import _print, _progress, _signals
+from pipelines.run_job import RunControl, RunOptions, run_batch, uses_embedded_world
+from s2xr.errors import ConfigError
 from s2xr.store.files import write_contact_sheet
 from s2xr.store.index import read_index
 
@@ -22,41 +22,44 @@ from s2xr.store.index import read_index
 @scheduler_option
 def demo(config_path: str | None, out: str | None, window_px: int | None,
          scheduler: str | None) -> None:
-    """Run the whole chip job offline on the embedded synthetic world.
+    """Run the whole pipeline offline on the embedded synthetic world.
 
-    Renders Sentinel-2-like scenes on the real MGRS grid (cached), serves their STAC items
-    with a real STAC API (rustac) on 127.0.0.1, chips every AIS track through it and stops
-    the server. The data are synthetic and labelled so.
+    Renders Sentinel-2-like scenes on the real MGRS grid at real Sentinel-2 pass times
+    (cached), serves their STAC items with a real STAC API (rustac) and their AIS with the
+    aisstream replay server on 127.0.0.1, then plans → captures → chips exactly like
+    ``s2xr run`` and stops the servers. The data are synthetic and labelled so.
     """
-    cfg = resolve_config(config_path or _default_demo_config(), out=out, scheduler=scheduler,
-                         demo={"window_px": window_px})
+    path = config_path or _default_demo_config()
+    cfg = resolve_config(path, out=out, scheduler=scheduler, demo={"window_px": window_px})
+    if not uses_embedded_world(cfg):
+        raise ConfigError("demo: the config points at a real STAC service (stac.api_url / "
+                          "stac.catalog); use `s2xr run` for that, or configs/demo.yaml")
     root = Path(cfg.storage.root)
-    click.echo(f"building the embedded world (synthetic) under {root / 'world'} ...")
-    world = build_world(root / "world", cfg.demo)
-    with StacApiServer(world.collection_path, world.items_path) as server:
-        click.echo(f"STAC API (rustac) serving {len(world.item_ids)} synthetic items at "
-                   f"{server.url}")
-        data = cfg.model_dump(mode="json", exclude={"ais": {"api_key"}})
-        data["stac"].update(api_url=server.url, catalog=None, collection=world.collection)
-        from s2xr.config import build_config
-
-        run_cfg = build_config(data, source="demo")
-        with chip_progress() as progress:
-            res = run_chip_job(run_cfg, world.ais_path, progress=progress)
+    click.echo(f"embedded world (synthetic) under {root / 'world'}; its STAC API and AIS "
+               "replay server run on 127.0.0.1 for the duration of the job ...")
+    control = RunControl()
+    with _signals(control), _progress(control):
+        res = run_batch(cfg, RunOptions(), control=control)
     click.echo("STAC API stopped.")
-    print_result(res)
+    _print(res)
     idx = read_index(root)
     passed = idx.loc[idx["qa_pass"].astype(bool)].head(48)
     sheet = write_contact_sheet(root / "quicklooks.png",
                                 [(root / p).with_suffix(".jpg") for p in passed["path"]],
                                 labels=[str(m) for m in passed["mmsi"]])
-    click.echo(f"\n{res.index_rows} chips on disk ({res.n_passed} new passed the gate this run) "
-               f"under {root.resolve()}")
+    n_new = res.chip.n_passed if res.chip else 0
+    click.echo(f"\n{len(idx)} chips on disk ({n_new} new passed the gate this run) under "
+               f"{root.resolve()}")
     if sheet:
         click.echo(f"contact sheet:    {sheet}  (first {len(passed)} passed chips; red box = "
                    "ship position at sensing time)")
-    click.echo("open in Jupyter:  import s2xr.store; s2xr.store.open_chips("
-               f"'{root}')")
+    click.echo(f"chip index:       {root / 'indexes' / 'tiles.parquet'}")
+    click.echo(f"open in Jupyter:  import s2xr.store; s2xr.store.open_chips('{root}')")
+    cfg_arg = f" --config {path}" if path else ""
+    same_root = path is not None and out is None
+    env = "" if same_root else f"S2XR_STORAGE__ROOT={root} "
+    click.echo(f"dashboard:        {env}.venv/bin/s2xr dashboard{cfg_arg}   → "
+               "http://127.0.0.1:5006/app")
 
 
 def _default_demo_config() -> str | None:

@@ -58,5 +58,8 @@ def test_demo_command_end_to_end(tmp_path):
     assert n > 0 and idx.qa_pass.sum() > 0
     assert f"{n} chips on disk" in proc.stdout
     assert "STAC API stopped" in proc.stdout
+    assert "windows chipped" in proc.stdout and "s2xr dashboard" in proc.stdout
+    assert (out / "plan" / "overpass_schedule.csv").is_file()  # the whole run: predict,
+    assert (out / "indexes" / "ais_observations.parquet").is_file()  # capture, chip
     assert (out / "chips.zarr").is_dir()
     assert len(list((out / "chips").rglob("*.tif"))) == idx.qa_pass.sum()

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,24 +60,60 @@ class ReconcileReport:
     temp_files_removed: int
 
 
+def _chip_arrays(group: Any) -> dict[str, Any]:
+    return {name: arr for name, arr in group.arrays()
+            if (arr.metadata.dimension_names or ())[:1] == ("chip",)}
+
+
 def _truncate_cube(root: Path, keep: set[str]) -> int:
+    """Make the cube hold exactly the chips of ``keep`` (the index's passed chips).
+
+    A crash can leave an append half done — some arrays resized, others not — or the very
+    first write half done (arrays missing). Trailing rows the index does not name are cut
+    from every ``chip`` array, arrays longer than the valid rows are cut to them, and a cube
+    the index names nothing of is removed whole. Returns the number of rows dropped."""
     import zarr
 
     path = root / CUBE_NAME
     if not (path / "zarr.json").exists():
+        if path.exists() and not keep:
+            shutil.rmtree(path)
         return 0
-    group = zarr.open_group(str(path), mode="r+")
-    ids = np.asarray(group["chip_id"][:], dtype=object)
-    extra = np.array([c not in keep for c in ids])
-    if not extra.any():
+    try:
+        group = zarr.open_group(str(path), mode="r+")
+        arrays = _chip_arrays(group)
+        ids = np.asarray(group["chip_id"][:], dtype=object)
+    except (KeyError, ValueError, OSError) as exc:
+        if keep:
+            raise StorageError(f"chip cube {path} is damaged ({exc}) but the index names "
+                               f"{len(keep)} chip(s) in it; rebuild the dataset") from exc
+        shutil.rmtree(path)
+        log.warning("removed a half-written chip cube %s (%s)", path, exc)
         return 0
-    first = int(np.argmax(extra))
+    if not keep:
+        n = len(ids)
+        shutil.rmtree(path)
+        return n
+    # an append killed half way: rows beyond the shortest array are incomplete
+    lengths = {name: arr.shape[0] for name, arr in arrays.items()}
+    short = min(lengths.values())
+    if any(c in keep for c in ids[short:]):
+        raise StorageError(f"chip cube {path}: arrays shorter than the chips the index "
+                           f"names ({lengths}); rebuild the dataset")
+    cut = 0
+    if max(lengths.values()) != short:
+        for arr in arrays.values():
+            if arr.shape[0] != short:
+                arr.resize((short, *arr.shape[1:]))
+        cut = max(lengths.values()) - short
+        ids = ids[:short]
+    extra = np.array([c not in keep for c in ids], dtype=bool)
+    first = int(np.argmax(extra)) if extra.any() else len(ids)
     if extra[first:].all():  # the usual case: the last append is not in the index
-        for _, arr in group.arrays():
-            dims = arr.metadata.dimension_names or ()
-            if dims and dims[0] == "chip":
+        if first < len(ids):
+            for arr in arrays.values():
                 arr.resize((first, *arr.shape[1:]))
-        return int(extra.sum())
+        return cut + len(ids) - first
     # rows in the middle (e.g. after a prune): rewrite the cube without them
     from s2xr.store.cube import open_chips
 
@@ -88,7 +125,7 @@ def _truncate_cube(root: Path, keep: set[str]) -> int:
     ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False)
     shutil.rmtree(path)
     tmp.rename(path)
-    return int(extra.sum())
+    return cut + int(extra.sum())
 
 
 def reconcile(root: Path) -> ReconcileReport:

@@ -1,0 +1,58 @@
+"""reconcile() repairs a cube left half-written by a crash at any point of an append."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from s2xr.errors import StorageError
+from s2xr.store.consistency import _truncate_cube
+from s2xr.store.cube import CUBE_NAME, append_cube, open_chips
+
+
+def chips(ids: list[str]) -> xr.Dataset:
+    n = len(ids)
+    rng = np.random.default_rng(len(ids))
+    return xr.Dataset(
+        {"reflectance": (("chip", "band", "y", "x"), rng.random((n, 2, 8, 8), np.float32)),
+         "scl": (("chip", "y", "x"), np.full((n, 8, 8), 6, np.uint8)),
+         "qa_pass": (("chip",), np.ones(n, bool))},
+        coords={"chip_id": ("chip", np.array(ids, dtype=object)), "band": ["red", "nir"]})
+
+
+def test_half_done_append_is_cut_back_in_every_array(tmp_path):
+    append_cube(tmp_path, chips(["a", "b", "c", "d"]))
+    append_cube(tmp_path, chips(["e", "f", "g"]))
+    group = zarr.open_group(str(tmp_path / CUBE_NAME), mode="r+")
+    group["reflectance"].resize((5, 2, 8, 8))  # killed after resizing some arrays only
+    dropped = _truncate_cube(tmp_path, {"a", "b", "c", "d"})
+    assert dropped == 3
+    ds = open_chips(tmp_path)
+    assert list(ds.chip_id.values) == ["a", "b", "c", "d"]
+    assert {ds[v].shape[0] for v in ("reflectance", "scl", "qa_pass")} == {4}
+    append_cube(tmp_path, chips(["e", "f"]))  # the next append works
+    assert list(open_chips(tmp_path).chip_id.values) == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_chip_id_shorter_than_the_data_arrays(tmp_path):
+    append_cube(tmp_path, chips(["a", "b"]))
+    append_cube(tmp_path, chips(["c"]))
+    zarr.open_group(str(tmp_path / CUBE_NAME), mode="r+")["chip_id"].resize((2,))
+    assert _truncate_cube(tmp_path, {"a", "b"}) == 1
+    assert open_chips(tmp_path).sizes["chip"] == 2
+
+
+def test_first_write_killed_before_any_array(tmp_path):
+    zarr.open_group(str(tmp_path / CUBE_NAME), mode="w", zarr_format=3)
+    assert _truncate_cube(tmp_path, set()) == 0
+    assert not (tmp_path / CUBE_NAME).exists()
+    append_cube(tmp_path, chips(["a"]))
+    assert open_chips(tmp_path).sizes["chip"] == 1
+
+
+def test_damaged_cube_the_index_relies_on_is_an_error(tmp_path):
+    zarr.open_group(str(tmp_path / CUBE_NAME), mode="w", zarr_format=3)
+    with pytest.raises(StorageError, match="rebuild"):
+        _truncate_cube(tmp_path, {"a"})
