@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyproj import Transformer
+from pyproj import Geod, Transformer
 
 from s2xr.demo.render import Coast, ShipDraw
 
@@ -115,8 +115,14 @@ def make_fixes(rng: np.random.Generator, ships: list[Ship], draws: list[ShipDraw
     sensing time is a few seconds to ~2 minutes away, as with real AIS.
     """
     to_ll = Transformer.from_crs(epsg, 4326, always_xy=True)
+    geod = Geod(ellps="WGS84")
     rows = []
     for ship, d in zip(ships, draws, strict=True):
+        # hulls are drawn on the UTM grid; AIS reports true bearings (grid + convergence)
+        g = np.deg2rad(d.heading)
+        (lo0, lo1), (la0, la1) = to_ll.transform([d.x, d.x + 100 * np.sin(g)],
+                                                 [d.y, d.y + 100 * np.cos(g)])
+        true_heading = float(geod.inv(lo0, la0, lo1, la1)[0]) % 360.0
         step = ship.fix_interval_s
         phase = rng.uniform(0, step)
         t = np.arange(-span_s + phase, span_s, step)
@@ -128,8 +134,8 @@ def make_fixes(rng: np.random.Generator, ships: list[Ship], draws: list[ShipDraw
         times = sensing + pd.to_timedelta(t, unit="s")
         rows.append(pd.DataFrame({
             "mmsi": ship.mmsi, "time": times, "lat": lat, "lon": lon,
-            "sog": d.speed_ms / 0.514444, "cog": d.heading,
-            "heading": np.round(d.heading) if d.speed_ms > 0.5 else np.nan,
+            "sog": d.speed_ms / 0.514444, "cog": true_heading,
+            "heading": np.round(true_heading) % 360 if d.speed_ms > 0.5 else np.nan,
             "ship_type": ship.ship_type if ship.has_static else pd.NA,
             "length": ship.length if ship.has_static else np.nan,
             "beam": ship.beam if ship.has_static else np.nan,

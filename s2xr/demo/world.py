@@ -36,7 +36,7 @@ from s2xr.grid import tile_geobox
 log = logging.getLogger(__name__)
 
 COLLECTION = "sentinel-2-l2a"
-WORLD_VERSION = 2  # 2: sensing at real Sentinel-2 passes (bundled TLEs)
+WORLD_VERSION = 3  # 3: AIS headings are true bearings; 2: real S2 pass times
 
 
 @dataclass(frozen=True)
