@@ -97,6 +97,9 @@ def test_every_passed_chip_is_centred_on_its_ship(counted_run, world):
         offsets.append(np.hypot(bright[0] - 128, bright[1] - 128))
     offsets = np.array(offsets)
     assert (offsets <= 2.0).all(), f"off-centre chips: {np.sort(offsets)[-5:]}"
+    # …including chips whose nearest AIS fix is a minute or more from the sensing time
+    far = passed["dt_seconds"].abs() >= 60
+    assert far.sum() >= 3 and (offsets[far.to_numpy()] <= 2.0).all()
 
 
 def test_reflectance_equals_direct_rasterio_reads(counted_run, world):

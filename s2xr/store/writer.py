@@ -210,10 +210,20 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
             merge_labels(root, labels.loc[labels["chip_id"].isin(ok)])
         return merge_index(root, gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326"))
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for s in range(0, n, block_size):
-            sl = slice(s, min(s + block_size, n))
-            block = explain_gate(gated.isel(chip=sl).compute(), gate_cfg)
+    def compute_block(start: int) -> tuple[slice, xr.Dataset]:
+        sl = slice(start, min(start + block_size, n))
+        return sl, explain_gate(gated.isel(chip=sl).compute(), gate_cfg)
+
+    # the next block is computed (cut + gate, on the Dask scheduler) while this one's files
+    # and cube rows are written: reads, decoding and encoding overlap
+    with ThreadPoolExecutor(max_workers=2) as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2xr-prefetch") as ahead:
+        nxt = ahead.submit(compute_block, 0) if n else None
+        for _ in range(0, n, block_size):
+            assert nxt is not None
+            sl, block = nxt.result()
+            more = sl.stop < n and not (should_stop is not None and should_stop())
+            nxt = ahead.submit(compute_block, sl.stop) if more else None
             sub = plan.iloc[sl]
             block = block.assign_coords(split=("chip", sub["split"].astype(object).to_numpy()))
             recs = (label_records(labels.loc[labels["chip_id"].isin(set(sub["chip_id"]))])
@@ -230,7 +240,7 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
             if progress:
                 progress(sl.stop - sl.start)
             written = sl.stop
-            if should_stop is not None and should_stop() and written < n:
+            if nxt is None and written < n:
                 log.warning("stop requested: %d of %d chip(s) written, the rest left for the "
                             "next run", written, n)
                 break
