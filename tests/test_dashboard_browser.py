@@ -111,19 +111,19 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
 
         # -- gallery → chip detail; the map
         page.wait_for(lambda: page.page.locator("figure.qg-item").count() == len(ui_chips),
-                      timeout_s=20, what="one quicklook per passed chip")
+                      timeout_s=60, what="one quicklook per passed chip")
         page.page.locator("figure.qg-item").first.click()
-        page.page.locator(".s2xr-detail-images img").first.wait_for(timeout=20_000)
+        page.page.locator(".s2xr-detail-images img").first.wait_for(timeout=60_000)
         detail = page.text(".s2xr-detail")
         assert "qa_cloud_frac" in detail and "Files:" in detail
         assert page.page.locator(".s2xr-detail-images img").count() == 3  # RGB, NIR, SCL
         page.shot(artifacts / "03_gallery_detail.png")
         page.tab("Map")
-        page.page.locator(".s2xr-map canvas").first.wait_for(timeout=20_000)
+        page.page.locator(".s2xr-map canvas").first.wait_for(timeout=60_000)
         page.shot(artifacts / "04_map.png")
         page.tab("Chip index")
         page.wait_for(lambda: page.page.locator(".s2xr-table .tabulator-row").count() > 0,
-                      timeout_s=20, what="index rows")
+                      timeout_s=60, what="index rows")
         page.tab("Schedule")
         page.shot(artifacts / "05_schedule.png")
         page.tab("Gallery")
@@ -212,5 +212,5 @@ def test_fresh_machine_offers_to_build_the_world(tmp_path, artifacts):
                       what="the world card")
         assert (tmp_path / "fresh" / "world" / "world.json").is_file()
         page.tab("Map")
-        page.page.locator(".s2xr-map canvas").first.wait_for(timeout=20_000)
+        page.page.locator(".s2xr-map canvas").first.wait_for(timeout=60_000)
         assert not page.errors(), page.errors()
