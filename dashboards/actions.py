@@ -16,11 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from dashboards.state import with_overrides
 from pipelines.chip_job import ChipJobResult, db_path, run_chip_job
 from pipelines.run_job import RunControl, uses_embedded_world
 from s2xr.ais import read_ais_table
-from s2xr.config import Config
+from s2xr.config import Config, with_overrides
 from s2xr.errors import InputError, S2xrError
 from s2xr.store.layout import atomic_write
 

@@ -51,8 +51,9 @@ from dashboards.controls import (
     PruneSettings,
     RunSettings,
 )
-from dashboards.state import JobBusyError, JobManager, get_manager, with_overrides
+from dashboards.state import JobBusyError, JobManager, get_manager
 from pipelines.run_job import uses_embedded_world
+from s2xr.config import with_overrides
 from s2xr.errors import S2xrError
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,8 @@ from typing import Any
 
 import param
 
-from dashboards.state import with_overrides
 from pipelines.run_job import RunOptions, uses_embedded_world
-from s2xr.config import Config
+from s2xr.config import Config, with_overrides
 from s2xr.errors import InputError
 
 BATCH, CONTINUOUS = "Batch", "Continuous"

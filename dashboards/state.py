@@ -18,13 +18,13 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipelines.run_job import RunControl, RunOptions, run_batch, run_continuous
-from s2xr.config import Config, build_config, load_config
+from s2xr.config import Config, load_config
 
 log = logging.getLogger(__name__)
 
@@ -88,19 +88,6 @@ def detach_log_tail(tail: LogTail, names: Iterable[str] = CAPTURED_LOGGERS,
         logging.getLogger(name).removeHandler(tail)
     for name in lowered:
         logging.getLogger(name).setLevel(logging.NOTSET)
-
-
-def with_overrides(cfg: Config, sections: Mapping[str, Mapping[str, Any]]) -> Config:
-    """A new :class:`Config` from ``cfg`` with section keys replaced, validated like a file
-    (the AIS API key is carried over, never serialised)."""
-    data = cfg.model_dump(mode="json", exclude={"ais": {"api_key"}})
-    for name, values in sections.items():
-        data[name].update(values)
-    out = build_config(data, source="dashboard", environ={}, dotenv_path=None)
-    if cfg.ais.api_key is not None:
-        out = out.model_copy(update={"ais": out.ais.model_copy(
-            update={"api_key": cfg.ais.api_key})})
-    return out
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from pipelines.chip_job import ChipJobResult, db_path, run_chip_job
 from s2xr.ais import read_ais_table
-from s2xr.config import Config, build_config
+from s2xr.config import Config, with_overrides
 from s2xr.errors import InputError
 from s2xr.ops import JobStore
 from s2xr.ops.windows import WindowStore, window_ids
@@ -150,17 +150,6 @@ def uses_embedded_world(cfg: Config) -> bool:
     return cfg.stac.api_url is None and cfg.stac.catalog is None
 
 
-def _with(cfg: Config, **sections: dict[str, Any]) -> Config:
-    data = cfg.model_dump(mode="json", exclude={"ais": {"api_key"}})
-    for name, values in sections.items():
-        data[name].update(values)
-    out = build_config(data, source="run", environ={}, dotenv_path=None)
-    if cfg.ais.api_key is not None:
-        out = out.model_copy(update={"ais": out.ais.model_copy(
-            update={"api_key": cfg.ais.api_key})})
-    return out
-
-
 @dataclass
 class _Services:
     cfg: Config
@@ -186,7 +175,8 @@ def _services(cfg: Config, control: RunControl) -> Iterator[_Services]:
     with StacApiServer(world.collection_path, world.items_path) as server:
         log.info("embedded world: %d synthetic item(s) served at %s, %d AIS frame(s) for "
                  "the replay server", len(world.item_ids), server.url, len(frames))
-        run_cfg = _with(cfg, stac={"api_url": server.url, "collection": world.collection})
+        run_cfg = with_overrides(cfg, {"stac": {"api_url": server.url,
+                                                 "collection": world.collection}})
         # the replay server accepts only this run's throw-away key, never the user's
         key = f"replay-{secrets.token_hex(8)}"
         run_cfg = run_cfg.model_copy(update={"ais": run_cfg.ais.model_copy(
@@ -337,7 +327,7 @@ def run_batch(cfg: Config, opts: RunOptions | None = None, *,
     if opts.scheduler:
         sections["dask"] = {"scheduler": opts.scheduler}
     if sections:
-        cfg = _with(cfg, **sections)
+        cfg = with_overrides(cfg, sections, source="run options")
     root = Path(cfg.storage.root)
     ensure_writable(root)
     if opts.dry_run_ais and not uses_embedded_world(cfg):

@@ -281,3 +281,20 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
             raise ConfigError(f"config file {p}: top level must be a mapping of sections")
         data = loaded
     return build_config(data, source=source, environ=environ, dotenv_path=dotenv_path)
+
+
+def with_overrides(cfg: Config, sections: Mapping[str, Mapping[str, Any]], *,
+                   source: str = "overrides") -> Config:
+    """A new :class:`Config` from ``cfg`` with ``{section: {key: value}}`` replaced, validated
+    like a file (bad keys and values raise ``ConfigError``). The AIS API key is carried over
+    in memory, never serialised."""
+    data = cfg.model_dump(mode="json", exclude={"ais": {"api_key"}})
+    for name, values in sections.items():
+        if name not in data:
+            raise ConfigError(f"{name}: unknown config section")
+        data[name].update(values)
+    out = build_config(data, source=source, environ={}, dotenv_path=None)
+    if cfg.ais.api_key is not None:
+        out = out.model_copy(update={"ais": out.ais.model_copy(
+            update={"api_key": cfg.ais.api_key})})
+    return out

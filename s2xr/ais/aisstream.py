@@ -16,6 +16,7 @@ unparseable or future times and duplicates.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -403,3 +404,20 @@ def validate_subscription(text: str | bytes, *, valid_keys: Iterable[str] | None
                                 f"{sorted(extra)}")
     return Subscription(tuple(boxes), frozenset(int(m) for m in mmsi) if mmsi else None,
                         frozenset(types) if types else None)
+
+
+class QuietFrames(logging.Filter):
+    """Drops websockets' frame dumps ("> TEXT '{"APIKey": ...'"): they would log the
+    subscription and its API key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.startswith(("<", ">")) or "TEXT" in msg or "BINARY" in msg)
+
+
+def quiet_websocket_logger(name: str) -> logging.Logger:
+    """The logger to give ``websockets`` (client or server): frame dumps filtered out."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, QuietFrames) for f in logger.filters):
+        logger.addFilter(QuietFrames())
+    return logger

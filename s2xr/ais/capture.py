@@ -41,6 +41,7 @@ from s2xr.ais.aisstream import (
     Box,
     FrameParser,
     build_subscription,
+    quiet_websocket_logger,
 )
 from s2xr.ais.sampling import DailySampler
 from s2xr.ais.storage import AisStore
@@ -50,16 +51,7 @@ from s2xr.errors import AisError, InputError
 log = logging.getLogger(__name__)
 
 
-class _QuietFrames(logging.Filter):
-    """Drops websockets' frame dumps ("> TEXT '{"APIKey": ...'"): they would log the key."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = str(record.msg)
-        return not (msg.startswith(("<", ">")) or "TEXT" in msg or "BINARY" in msg)
-
-
-_WS_LOG = logging.getLogger(__name__ + ".ws")
-_WS_LOG.addFilter(_QuietFrames())
+_WS_LOG = quiet_websocket_logger(__name__ + ".ws")
 _TICK_S = 0.25  # how often stop requests and the end time are checked
 
 

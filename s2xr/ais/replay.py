@@ -43,6 +43,7 @@ from s2xr.ais.aisstream import (
     SubscriptionError,
     in_any_box,
     parse_aisstream_time,
+    quiet_websocket_logger,
     validate_subscription,
 )
 from s2xr.errors import ServerError
@@ -50,16 +51,7 @@ from s2xr.errors import ServerError
 log = logging.getLogger(__name__)
 
 
-class _QuietFrames(logging.Filter):
-    """Drops websockets' frame dumps (they would show the subscription and its API key)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = str(record.msg)
-        return not (msg.startswith(("<", ">")) or "TEXT" in msg or "BINARY" in msg)
-
-
-_WS_LOG = logging.getLogger(__name__ + ".ws")
-_WS_LOG.addFilter(_QuietFrames())
+_WS_LOG = quiet_websocket_logger(__name__ + ".ws")
 
 
 @dataclass(frozen=True)
