@@ -8,6 +8,7 @@ so it only ever names chips whose files and cube rows exist.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 from collections.abc import Callable
@@ -166,6 +167,26 @@ def _write_files(block: xr.Dataset, plan: pd.DataFrame, root: Path, cfg: Storage
         f.result()
 
 
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Blocks of chips are allocated and freed by several threads; without a trim glibc keeps
+    the freed pages in per-thread arenas and the process RSS creeps up over a long job."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
                 gate_cfg: GateConfig | None = None, *, item_meta: dict[str, Any] | None = None,
                 block_size: int = 128, index_every: int = 2048,
@@ -201,6 +222,7 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     n_ships = labels.groupby("chip_id").size() if labels is not None else None
 
     def flush() -> gpd.GeoDataFrame | None:
+        release_free_memory()
         if not pending:
             return None
         rows = pd.concat(pending, ignore_index=True)
@@ -214,8 +236,10 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
         sl = slice(start, min(start + block_size, n))
         return sl, explain_gate(gated.isel(chip=sl).compute(), gate_cfg)
 
-    # the next block is computed (cut + gate, on the Dask scheduler) while this one's files
-    # and cube rows are written: reads, decoding and encoding overlap
+    # With per-chip files, the next block is computed (cut + gate, on the Dask scheduler)
+    # while this one's files and cube rows are written, so decoding and encoding overlap
+    # (one more block in memory). A cube-only write gains little from it: block by block.
+    overlap = cfg.write_geotiff or cfg.write_quicklook
     with ThreadPoolExecutor(max_workers=2) as pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2xr-prefetch") as ahead:
         nxt = ahead.submit(compute_block, 0) if n else None
@@ -223,7 +247,8 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
             assert nxt is not None
             sl, block = nxt.result()
             more = sl.stop < n and not (should_stop is not None and should_stop())
-            nxt = ahead.submit(compute_block, sl.stop) if more else None
+            nxt = ahead.submit(compute_block, sl.stop) if more and overlap else None
+            nxt_later = more and not overlap
             sub = plan.iloc[sl]
             block = block.assign_coords(split=("chip", sub["split"].astype(object).to_numpy()))
             recs = (label_records(labels.loc[labels["chip_id"].isin(set(sub["chip_id"]))])
@@ -240,6 +265,8 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
             if progress:
                 progress(sl.stop - sl.start)
             written = sl.stop
+            if nxt_later:
+                nxt = ahead.submit(compute_block, sl.stop)
             if nxt is None and written < n:
                 log.warning("stop requested: %d of %d chip(s) written, the rest left for the "
                             "next run", written, n)
