@@ -9,6 +9,7 @@ import click
 from pipelines.options import config_option, resolve_config, scheduler_option
 from pipelines.run_cmd import _print, _progress, _signals
 from pipelines.run_job import RunControl, RunOptions, run_batch, uses_embedded_world
+from s2xr.config import load_config
 from s2xr.errors import ConfigError
 from s2xr.store.files import write_contact_sheet
 from s2xr.store.index import read_index
@@ -56,7 +57,8 @@ def demo(config_path: str | None, out: str | None, window_px: int | None,
     click.echo(f"chip index:       {root / 'indexes' / 'tiles.parquet'}")
     click.echo(f"open in Jupyter:  import s2xr.store; s2xr.store.open_chips('{root}')")
     cfg_arg = f" --config {path}" if path else ""
-    same_root = path is not None and out is None
+    same_root = path is not None and \
+        Path(load_config(path).storage.root).resolve() == root.resolve()
     env = "" if same_root else f"S2XR_STORAGE__ROOT={root} "
     click.echo(f"dashboard:        {env}.venv/bin/s2xr dashboard{cfg_arg}   → "
                "http://127.0.0.1:5006/app")
