@@ -253,9 +253,13 @@ async def _capture_replay(cfg: Config, services: _Services, schedule: pd.DataFra
 
 
 async def _capture_live(cfg: Config, schedule: pd.DataFrame, now: pd.Timestamp,
-                        horizon_end: pd.Timestamp, control: RunControl) -> Any:
+                        horizon_end: pd.Timestamp, control: RunControl, *,
+                        restrict: bool = True) -> Any:
     """Capture ``ais.url`` during the schedule windows that end after ``now`` and start
-    before ``horizon_end`` (blocks until the last of them ends or a stop request)."""
+    before ``horizon_end`` (blocks until the last of them ends or a stop request).
+
+    ``restrict``: subscribe to the active windows' tile boxes only during the windows;
+    otherwise capture ``ais.boxes`` (else the world) from now until the last window ends."""
     from s2xr.ais.capture import AisCapture, CaptureSettings, capture_segments
     from s2xr.ais.schedule import capture_segments_from
     from s2xr.ais.storage import AisStore
@@ -276,6 +280,8 @@ async def _capture_live(cfg: Config, schedule: pd.DataFrame, now: pd.Timestamp,
 
     watcher = asyncio.create_task(watch_stop())
     try:
+        if not restrict:
+            return await capture.run(max(b for _, b, _ in segments))
         return await capture_segments(capture, segments)
     finally:
         watcher.cancel()
@@ -405,7 +411,8 @@ def _batch(services: _Services, opts: RunOptions, control: RunControl, jobs: Job
                 windows.set_state(past["window_id"], "missed")
             live = todo.loc[todo["end_time"] > now]
             if len(live):
-                res = asyncio.run(_capture_live(cfg, schedule, now, horizon, control))
+                res = asyncio.run(_capture_live(cfg, schedule, now, horizon, control,
+                                                restrict=opts.restrict_to_schedule))
                 if res is not None:
                     log.info("AIS capture: %s", res.summary())
                 ended = live.loc[live["end_time"] <= pd.Timestamp.now(tz="UTC")]

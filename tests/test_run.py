@@ -3,6 +3,7 @@ nothing; continuous mode stops gracefully and resumes; the L2A lag queues young 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -201,3 +202,49 @@ def test_bound_dry_run_gives_one_chip_per_ship(world, tmp_path):
     idx = read_index(root)
     assert res.chip is not None and 0 < len(idx) <= 6 and idx.mmsi.is_unique
     assert set(idx.provider) == {"synthetic"} and res.ais_provider == "synthetic"
+
+
+@pytest.mark.parametrize("restrict", [True, False])
+def test_live_capture_follows_the_schedule_windows(stac_server, tmp_path, monkeypatch,
+                                                   restrict):
+    """The real-service path of `s2xr run` against the replay server: windows that ended
+    before the run are `missed`; the others are captured (restricted: subscribed to the
+    active tiles' boxes only, during their windows), then chipped after a lag of 0."""
+    import pipelines.run_job as rj
+    from s2xr.ais.aisstream import Box, boxes_for_tiles
+    from s2xr.ais.replay import ReplayServerThread
+    from s2xr.ais.synthetic import synthetic_tracks, to_aisstream_frames
+
+    key = "live-run-key-31c7"
+    monkeypatch.setenv("AISSTREAM_API_KEY", key)
+    areas = {"30STE": Box(35.4, -5.9, 35.8, -5.5), "33TUK": Box(44.5, 12.8, 44.9, 13.4)}
+    now = pd.Timestamp.now(tz="UTC")
+    sec = pd.Timedelta(seconds=1)
+    pts = pd.concat([synthetic_tracks(3, now, now + 6 * sec, box=b, step_s=0.5, seed=i,
+                                      first_mmsi=990_000_001 + 100 * i)
+                     for i, b in enumerate(areas.values())])
+    now = pd.Timestamp.now(tz="UTC")
+    schedule = pd.DataFrame({
+        "tile_id": ["19TCF", "30STE", "33TUK"], "satellite": ["S2A", "S2B", "S2C"],
+        "start_time_utc": [now - pd.Timedelta(hours=2), now + 1 * sec, now + 2 * sec],
+        "end_time_utc": [now - pd.Timedelta(hours=1), now + 3 * sec, now + 4 * sec],
+        "source": "tle"})
+    monkeypatch.setattr(rj, "predict_schedule", lambda *a, **k: schedule)
+    with ReplayServerThread(to_aisstream_frames(pts), speed=1.0, valid_keys={key}) as srv:
+        cfg = build_config({"stac": {"api_url": stac_server.url,
+                                     "collection": "sentinel-2-l2a"},
+                            "ais": {"url": srv.url, "watchdog_s": 5},
+                            "ops": {"lag_days": 0}, "storage": {"root": str(tmp_path)}},
+                           environ=dict(os.environ), dotenv_path=None)
+        res = run_batch(cfg, RunOptions(restrict_to_schedule=restrict))
+    states = WindowStore(db_path(cfg)).windows().set_index("tile_id")["state"].to_dict()
+    assert states == {"19TCF": "missed", "30STE": "chipped", "33TUK": "chipped"}
+    subs = [s["BoundingBoxes"] for s in srv.stats.subscriptions]
+    if restrict:
+        assert subs[0] == [b.to_aisstream() for b in boxes_for_tiles(["30STE"])]
+        assert [b.to_aisstream() for b in boxes_for_tiles(["33TUK"])] in subs
+    else:
+        assert len(subs) == 1 and subs[0] == [[[-90.0, -180.0], [90.0, 180.0]]]
+    assert res.ais_points > 0 and res.chip is not None  # searched; no scene at `now`
+    assert res.chip.n_chips == 0 and (res.chip.rejects["stage"] == "search").any()
+    assert key not in json.dumps(srv.stats.subscriptions)
