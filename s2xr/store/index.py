@@ -14,7 +14,7 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
-from s2xr.store.layout import atomic_write, atomic_write_text
+from s2xr.store.layout import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,21 @@ def write_daily_footprints(root: Path, index: gpd.GeoDataFrame, day: str) -> Pat
     cols = ["chip_id", "mmsi", "scene_id", "scene_datetime", "split", "qa_pass", "path",
             "tile_id"]
     path = Path(root) / "indexes" / f"tiles_{day}.geojson"
-    feats = []
-    for row in sub.itertuples():
-        props = {c: getattr(row, c) for c in cols}
-        props["scene_datetime"] = pd.Timestamp(props["scene_datetime"]).isoformat()
-        props["mmsi"] = int(props["mmsi"])
-        props["qa_pass"] = bool(props["qa_pass"])
-        feats.append({"type": "Feature", "geometry": row.geometry.__geo_interface__,
-                      "properties": props})
-    atomic_write_text(path, json.dumps({"type": "FeatureCollection", "features": feats},
-                                       default=str))
+    sub = sub[[*cols, "geometry"]]
+
+    def write(tmp: Path) -> None:
+        # streamed feature by feature: memory stays flat however large the day grows
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write('{"type": "FeatureCollection", "features": [')
+            for k, row in enumerate(sub.itertuples()):
+                props = {c: getattr(row, c) for c in cols}
+                props["scene_datetime"] = pd.Timestamp(props["scene_datetime"]).isoformat()
+                props["mmsi"] = int(props["mmsi"])
+                props["qa_pass"] = bool(props["qa_pass"])
+                feat = {"type": "Feature", "geometry": row.geometry.__geo_interface__,
+                        "properties": props}
+                f.write(("," if k else "") + "\n" + json.dumps(feat, default=str))
+            f.write("\n]}\n")
+
+    atomic_write(path, write)
     return path
