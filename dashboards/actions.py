@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 
 from pipelines.chip_job import ChipJobResult, db_path, run_chip_job
-from pipelines.run_job import RunControl, uses_embedded_world
+from pipelines.run_job import RunControl, serve_embedded_stac
 from s2xr.ais import read_ais_table
-from s2xr.config import Config, with_overrides
+from s2xr.config import Config
 from s2xr.errors import InputError, S2xrError
 from s2xr.store.layout import atomic_write
 
@@ -106,17 +106,8 @@ def save_upload(root: Path, filename: str, data: bytes, *,
 def stac_for(cfg: Config, control: RunControl | None = None) -> Iterator[Config]:
     """``cfg`` itself, or for the embedded world (``stac.api_url: null``) ``cfg`` pointed at
     the world's STAC API, served on 127.0.0.1 while the block runs (like ``s2xr run``)."""
-    if not uses_embedded_world(cfg):
-        yield cfg
-        return
-    from s2xr.demo import StacApiServer, build_world
-
-    if control is not None:
-        control.set_stage("world", "embedded world (synthetic): serving its STAC API")
-    world = build_world(Path(cfg.storage.root) / "world", cfg.demo)
-    with StacApiServer(world.collection_path, world.items_path) as server:
-        yield with_overrides(cfg, {"stac": {"api_url": server.url,
-                                            "collection": world.collection}})
+    with serve_embedded_stac(cfg, control) as (run_cfg, _world):
+        yield run_cfg
 
 
 def chip_upload(cfg: Config, path: Path, control: RunControl) -> ChipJobResult:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from pipelines.options import config_option, resolve_config, scheduler_option
-from pipelines.run_cmd import _print, _progress, _signals
+from pipelines.run_cmd import print_run_result, run_progress_bar, stop_on_signals
 from pipelines.run_job import RunControl, RunOptions, run_batch, uses_embedded_world
 from s2xr.config import load_config
 from s2xr.errors import ConfigError
@@ -39,10 +39,10 @@ def demo(config_path: str | None, out: str | None, window_px: int | None,
     click.echo(f"embedded world (synthetic) under {root / 'world'}; its STAC API and AIS "
                "replay server run on 127.0.0.1 for the duration of the job ...")
     control = RunControl()
-    with _signals(control), _progress(control):
+    with stop_on_signals(control), run_progress_bar(control):
         res = run_batch(cfg, RunOptions(), control=control)
     click.echo("STAC API stopped.")
-    _print(res)
+    print_run_result(res)
     idx = read_index(root)
     passed = idx.loc[idx["qa_pass"].astype(bool)].head(48)
     sheet = write_contact_sheet(root / "quicklooks.png",

@@ -16,7 +16,7 @@ from pipelines.run_job import RunControl, RunOptions, RunResult, run_batch, run_
 
 
 @contextlib.contextmanager
-def _signals(control: RunControl) -> Iterator[None]:
+def stop_on_signals(control: RunControl) -> Iterator[None]:
     """SIGTERM and the first Ctrl-C ask the run to stop after the current step; a second
     Ctrl-C interrupts at once."""
     def on_signal(signum: int, _frame: Any) -> None:
@@ -35,7 +35,7 @@ def _signals(control: RunControl) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _progress(control: RunControl) -> Iterator[None]:
+def run_progress_bar(control: RunControl) -> Iterator[None]:
     bar = tqdm(total=0, unit="", desc="run", disable=None)
 
     def show(snap: dict[str, Any]) -> None:
@@ -51,7 +51,7 @@ def _progress(control: RunControl) -> Iterator[None]:
         bar.close()
 
 
-def _print(res: RunResult) -> None:
+def print_run_result(res: RunResult) -> None:
     click.echo(f"\ns2xr run {res.run_id} summary")
     click.echo(res.summary_table())
     for note in res.notes:
@@ -98,13 +98,13 @@ def run(config_path: str | None, out: str | None, max_ships: int | None,
                       scheduler=scheduler, days=days,
                       start=pd.Timestamp(start, tz="UTC") if start else None)
     control = RunControl()
-    with _signals(control), _progress(control):
+    with stop_on_signals(control), run_progress_bar(control):
         if continuous:
             results = run_continuous(cfg, opts, interval_min=interval_min, control=control,
                                      max_cycles=max_cycles)
         else:
             results = [run_batch(cfg, opts, control=control)]
     for res in results[-1:]:
-        _print(res)
+        print_run_result(res)
     if control.stopped:
         click.echo(f"stopped cleanly after {len(results)} cycle(s); re-run to resume")

@@ -159,24 +159,37 @@ class _Services:
 
 
 @contextlib.contextmanager
-def _services(cfg: Config, control: RunControl) -> Iterator[_Services]:
-    """The embedded world's STAC API (and replay frames) for the run, or the real config."""
+def serve_embedded_stac(cfg: Config, control: RunControl | None = None
+                        ) -> Iterator[tuple[Config, Any]]:
+    """``(cfg, None)`` for a real config; for the embedded world (``stac.api_url: null``),
+    builds or reuses the world and yields ``(cfg pointed at its STAC API, world)`` while
+    the API is served on 127.0.0.1 (stopped on exit)."""
     if not uses_embedded_world(cfg):
-        yield _Services(cfg)
+        yield cfg, None
         return
-    from s2xr.ais.synthetic import to_aisstream_frames
     from s2xr.demo import StacApiServer, build_world
 
-    control.set_stage("world", "building or reusing the embedded world (synthetic)")
-    root = Path(cfg.storage.root)
-    world = build_world(root / "world", cfg.demo)
-    fixes = read_ais_table(world.ais_path).points
-    frames = to_aisstream_frames(fixes)
+    if control is not None:
+        control.set_stage("world", "building or reusing the embedded world (synthetic)")
+    world = build_world(Path(cfg.storage.root) / "world", cfg.demo)
     with StacApiServer(world.collection_path, world.items_path) as server:
-        log.info("embedded world: %d synthetic item(s) served at %s, %d AIS frame(s) for "
-                 "the replay server", len(world.item_ids), server.url, len(frames))
-        run_cfg = with_overrides(cfg, {"stac": {"api_url": server.url,
-                                                 "collection": world.collection}})
+        log.info("embedded world: %d synthetic item(s) served at %s", len(world.item_ids),
+                 server.url)
+        yield with_overrides(cfg, {"stac": {"api_url": server.url,
+                                            "collection": world.collection}}), world
+
+
+@contextlib.contextmanager
+def _services(cfg: Config, control: RunControl) -> Iterator[_Services]:
+    """The embedded world's STAC API and replay frames for the run, or the real config."""
+    with serve_embedded_stac(cfg, control) as (run_cfg, world):
+        if world is None:
+            yield _Services(run_cfg)
+            return
+        from s2xr.ais.synthetic import to_aisstream_frames
+
+        frames = to_aisstream_frames(read_ais_table(world.ais_path).points)
+        log.info("embedded world: %d AIS frame(s) for the replay server", len(frames))
         # the replay server accepts only this run's throw-away key, never the user's
         key = f"replay-{secrets.token_hex(8)}"
         run_cfg = run_cfg.model_copy(update={"ais": run_cfg.ais.model_copy(
@@ -495,6 +508,6 @@ def run_continuous(cfg: Config, opts: RunOptions | None = None, *, interval_min:
         results.append(run_batch(cfg, opts, control=control))
         if control.stopped or (max_cycles is not None and cycle >= max_cycles):
             break
-        control._update(stage="idle", message=f"next cycle in {interval_min:g} min")
+        control.set_stage("idle", f"next cycle in {interval_min:g} min")
         control.stop_event.wait(interval_min * 60)
     return results

@@ -23,7 +23,6 @@ part): a record already stored is never stored again.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import IO
@@ -35,6 +34,7 @@ from s2xr.ais.aisstream import STATIC_ROW_COLUMNS
 from s2xr.ais.schema import AisTable, normalize_points
 from s2xr.ais.tracks import join_static, static_table
 from s2xr.errors import StorageError
+from s2xr.store.layout import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +84,9 @@ def coerce(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     """Write ``df`` to ``path`` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        atomic_write(path, lambda p: df.to_parquet(p, index=False))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write {path}: {exc}") from exc
 
 
@@ -100,12 +96,9 @@ def atomic_xlsx(df: pd.DataFrame, path: Path) -> None:
     for c in out.columns:
         if isinstance(out[c].dtype, pd.DatetimeTZDtype):
             out[c] = out[c].dt.tz_localize(None)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.xlsx")
     try:
-        out.to_excel(tmp, index=False)
-        os.replace(tmp, path)
+        atomic_write(path, lambda p: out.to_excel(p, index=False, engine="openpyxl"))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write {path}: {exc}") from exc
 
 

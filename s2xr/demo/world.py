@@ -32,6 +32,7 @@ from s2xr.demo.fleet import make_fixes, make_fleet, place_ships, ship_draws
 from s2xr.demo.items import make_collection, make_item
 from s2xr.demo.render import CloudField, Coast, SceneModel, render_scene
 from s2xr.grid import tile_geobox
+from s2xr.store.layout import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,4 @@ def build_world(root: str | Path, cfg: DemoConfig | None = None, *, force: bool 
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(obj, indent=1))

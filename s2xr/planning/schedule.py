@@ -21,8 +21,6 @@ On disk (``plan/overpass_schedule.csv``) times are ISO 8601 with ``Z``; the file
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from s2xr.planning.tle import (
     select_tles,
     warn_tle_age,
 )
+from s2xr.store.layout import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +270,7 @@ def write_schedule_file(df: pd.DataFrame, path: str | Path, *, versioned: bool =
     path = Path(path)
     run_time = pd.Timestamp.now(tz="UTC") if run_time is None else _utc(run_time)
     text = schedule_to_csv_frame(df).to_csv(index=False)
-    _atomic_write(path, text)
+    atomic_write_text(path, text)
     copy = None
     if versioned:
         folder = path.parent / "schedules" / f"{run_time:%Y%m%d}"
@@ -280,7 +279,7 @@ def write_schedule_file(df: pd.DataFrame, path: str | Path, *, versioned: bool =
         while copy.exists():
             copy = folder / f"{path.stem}_{run_time:%H%M%S}Z_{k}.csv"
             k += 1
-        _atomic_write(copy, text)
+        atomic_write_text(copy, text)
     log.info("schedule: %d window(s) → %s%s", len(df), path,
              f" (copy {copy})" if copy else "")
     return path, copy
@@ -291,18 +290,6 @@ def write_schedule(df: pd.DataFrame, root: str | Path, *,
     """Write ``{root}/plan/overpass_schedule.csv`` (atomically) plus the versioned copy
     ``{root}/plan/schedules/YYYYMMDD/overpass_schedule_HHMMSSZ.csv``; returns the first."""
     return write_schedule_file(df, Path(root) / SCHEDULE_FILE, run_time=run_time)[0]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def active_windows(schedule: pd.DataFrame | str | Path, now: pd.Timestamp | str | None = None

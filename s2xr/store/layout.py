@@ -67,4 +67,5 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` via a temp file and a rename."""
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8", newline=""))
