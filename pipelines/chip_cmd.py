@@ -7,6 +7,7 @@ import pandas as pd
 
 from pipelines.chip_job import ChipJobResult, run_chip_job
 from pipelines.options import chip_progress, config_option, resolve_config, scheduler_option
+from pipelines.run_job import serve_embedded_stac
 
 
 def print_result(res: ChipJobResult) -> None:
@@ -38,6 +39,7 @@ def chip(config_path: str | None, ais_path: str, out: str | None, start: str | N
                          chip={"include_swir": include_swir})
     t0 = pd.Timestamp(start, tz="UTC") if start else None
     t1 = pd.Timestamp(end, tz="UTC") if end else None
-    with chip_progress() as progress:
-        res = run_chip_job(cfg, ais_path, start=t0, end=t1, progress=progress)
+    # stac.api_url: null → the embedded world's STAC API, served for the job
+    with serve_embedded_stac(cfg) as (run_cfg, _world), chip_progress() as progress:
+        res = run_chip_job(run_cfg, ais_path, start=t0, end=t1, progress=progress)
     print_result(res)

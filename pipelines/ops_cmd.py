@@ -9,6 +9,7 @@ import pandas as pd
 
 from pipelines.chip_job import db_path, run_chip_job
 from pipelines.options import config_option, resolve_config
+from pipelines.run_job import serve_embedded_stac
 from s2xr.ais import read_ais_table
 from s2xr.ops import JobStore, connect
 from s2xr.store.consistency import dataset_lock
@@ -55,13 +56,15 @@ def ops_retry(config_path: str | None, out: str | None, limit: int | None) -> No
     if due.empty:
         click.echo("no job is due for a retry")
         return
-    for source, jobs in due.groupby("ais_source", dropna=False):
-        if not isinstance(source, str) or not Path(source).is_file():
-            click.echo(f"  {len(jobs)} job(s) without a readable AIS source ({source}): skipped")
-            continue
-        res = run_chip_job(cfg, source, only_mmsi=set(jobs["mmsi"].astype(int)))
-        click.echo(f"  {source}: {len(jobs)} job(s) retried → {res.n_passed} chip(s) passed, "
-                   f"{res.n_deferred} deferred")
+    with serve_embedded_stac(cfg) as (run_cfg, _world):
+        for source, jobs in due.groupby("ais_source", dropna=False):
+            if not isinstance(source, str) or not Path(source).is_file():
+                click.echo(f"  {len(jobs)} job(s) without a readable AIS source ({source}): "
+                           "skipped")
+                continue
+            res = run_chip_job(run_cfg, source, only_mmsi=set(jobs["mmsi"].astype(int)))
+            click.echo(f"  {source}: {len(jobs)} job(s) retried → {res.n_passed} chip(s) "
+                       f"passed, {res.n_deferred} deferred")
 
 
 @click.command("prune")

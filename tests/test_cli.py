@@ -35,6 +35,29 @@ def test_chip_command(world, stac_server, tmp_path):
     assert not (tmp_path / "ignored").exists()
 
 
+def test_chip_command_serves_the_embedded_world_itself(world, tmp_path):
+    """With configs/demo.yaml (stac.api_url: null) `s2xr chip` starts and stops the world's
+    STAC API itself instead of deferring every job as "STAC unavailable"."""
+    import os
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    os.symlink(world.root, out / "world")
+    ais = pd.read_csv(world.ais_path)
+    truth = world.truth()
+    ships = truth.loc[truth.placement == "water", "mmsi"].drop_duplicates().head(4)
+    ais_path = tmp_path / "ais.csv"
+    ais.loc[ais.mmsi.isin(ships)].iloc[::20].to_csv(ais_path, index=False)
+    res = CliRunner().invoke(main, ["chip", "--config", "configs/demo.yaml", "--ais",
+                                    str(ais_path), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    idx = read_index(out)
+    assert len(idx) > 0 and set(idx.mmsi) <= set(ships)
+    assert "deferred (STAC down)" in res.output
+    line = next(ln for ln in res.output.splitlines() if "deferred (STAC down)" in ln)
+    assert line.split()[-1] == "0"
+
+
 def test_cli_errors_are_clean(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("stac:\n  colection: x\n")
