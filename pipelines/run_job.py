@@ -437,9 +437,12 @@ def _batch(services: _Services, opts: RunOptions, control: RunControl, jobs: Job
     control.set_stage("lag")
     clock_now = now if embedded else pd.Timestamp.now(tz="UTC")
     lag = pd.Timedelta(days=cfg.ops.lag_days)
+    # every captured or queued window is due once its lag has passed, also one an earlier
+    # (stopped) run captured that is no longer in this run's schedule
     wins = windows.windows()
-    wins = wins.loc[wins["window_id"].isin(ids) | (wins["state"] == "queued")]
-    ready_states = wins["state"].isin(["captured", "queued"])
+    ready = ["captured", "queued"]
+    wins = wins.loc[wins["window_id"].isin(ids) | wins["state"].isin(ready)]
+    ready_states = wins["state"].isin(ready)
     young = ready_states & (wins["end_time"] + lag > clock_now)
     if young.any():
         for w in wins.loc[young].itertuples():

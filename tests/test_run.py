@@ -248,3 +248,26 @@ def test_live_capture_follows_the_schedule_windows(stac_server, tmp_path, monkey
     assert res.ais_points > 0 and res.chip is not None  # searched; no scene at `now`
     assert res.chip.n_chips == 0 and (res.chip.rejects["stage"] == "search").any()
     assert key not in json.dumps(srv.stats.subscriptions)
+
+
+@pytest.mark.slow
+def test_windows_captured_by_a_stopped_run_are_chipped_later(world, tmp_path):
+    """A run stopped right after capture leaves its windows `captured`; a later run whose
+    schedule no longer lists them still chips them."""
+    root = tmp_path / "stranded"
+    root.mkdir()
+    os.symlink(world.root, root / "world")
+    cfg = load_config(demo_cfg_file(tmp_path, root))
+    control = RunControl()
+    control.subscribe(lambda snap: control.request_stop() if snap["stage"] == "collect"
+                      and not snap["stop_requested"] else None)
+    first = run_batch(cfg, RunOptions(max_ships=4, dry_run_ais=True), control=control)
+    assert first.stopped and first.chip is None
+    captured = WindowStore(db_path(cfg)).windows(["captured"])
+    assert len(captured) > 0
+    later = pd.to_datetime(captured.end_time.max()) + pd.Timedelta(days=20)
+    res = run_batch(cfg, RunOptions(max_ships=4, dry_run_ais=True,
+                                    start=later.floor("D"), days=1))
+    assert res.chip is not None and res.chip.n_chips > 0
+    states = WindowStore(db_path(cfg)).windows().set_index("window_id")["state"]
+    assert (states.loc[captured.window_id] == "chipped").all()
