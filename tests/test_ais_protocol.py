@@ -163,3 +163,13 @@ def test_duplicate_memory_is_bounded():
         parser.parse(f, now=now)
     assert len(parser._seen) == 3 and parser.counts["duplicate"] == 3
     assert parser.parse(frames[0], now=now) is not None  # forgotten: the store dedups it
+
+
+@pytest.mark.parametrize("frame", ["[" * 200_000 + "]" * 200_000,
+                                   '{"a":' * 50_000 + "1" + "}" * 50_000],
+                         ids=["deep_array", "deep_object"])
+def test_parser_counts_json_nested_too_deep_to_decode(frame):
+    """A frame nested deeper than the JSON decoder recurses is malformed, not a crash."""
+    parser = FrameParser()
+    assert parser.parse(frame) is None and parser.parse(frame.encode()) is None
+    assert parser.counts["malformed_json"] == 2 and parser.last_skip == "malformed_json"

@@ -195,8 +195,8 @@ class FrameParser:
         self.last_skip = None
         try:
             frame = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
-            return self._skip("malformed_json")
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, RecursionError):
+            return self._skip("malformed_json")  # RecursionError: nested too deep
         if not isinstance(frame, dict):
             return self._skip("not_an_object")
         if "error" in frame and "MessageType" not in frame:
