@@ -6,6 +6,7 @@ already in the index are skipped before cutting).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipelines.scheduler import use_scheduler
 from s2xr.ais import position_at, read_ais_table
@@ -144,17 +147,86 @@ def _item_meta(items: list[dict[str, Any]], bands: tuple[str, ...],
     return meta
 
 
+REJECT_SCHEMA = pa.schema([
+    ("row", pa.int64()), ("mmsi", pa.int64()), ("value", pa.string()),
+    ("item_id", pa.string()), ("stage", pa.string()), ("reason", pa.string()),
+    ("recorded_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+def _mmsi_number(v: Any) -> int | None:
+    """An MMSI as an int when ``v`` is one (int, integral float, or all-digit text of at most
+    9 digits), else None."""
+    if v is None or isinstance(v, bool) or v is pd.NA:
+        return None
+    if isinstance(v, int | np.integer):
+        n = int(v)
+    elif isinstance(v, float | np.floating):
+        if not np.isfinite(v) or v % 1:
+            return None
+        n = int(v)
+    elif isinstance(v, str) and v.isascii() and v.isdigit() and len(v) <= 9:
+        n = int(v)
+    else:
+        return None
+    return n if 0 < n <= 999_999_999 else None
+
+
+def typed_rejects(df: pd.DataFrame) -> pa.Table:
+    """``rejects.parquet`` rows with the fixed :data:`REJECT_SCHEMA`, whatever the input
+    held: ``mmsi`` is an int64 only when it is a valid 9-digit number (else null, and the
+    raw text goes to ``value`` if that is empty), ``row`` an int64, the rest text."""
+    n = len(df)
+
+    def col(name: str) -> pd.Series:
+        return df[name] if name in df else pd.Series([None] * n, index=df.index, dtype=object)
+
+    raw_mmsi = col("mmsi").astype(object)
+    nums = [_mmsi_number(v) for v in raw_mmsi]
+    ok = pd.Series([v is not None for v in nums], index=df.index, dtype=bool)
+    value = col("value").astype(object)
+    bad_raw = ~ok & raw_mmsi.notna()
+    value = value.where(value.notna() | ~bad_raw, raw_mmsi.astype(str))
+
+    def text(s: pd.Series) -> list[str | None]:
+        return [None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA
+                else str(v) for v in s.astype(object)]
+
+    rows = pd.to_numeric(col("row"), errors="coerce")
+    recorded = pd.to_datetime(col("recorded_at"), utc=True, errors="coerce")
+    return pa.table({
+        "row": pa.array([None if pd.isna(v) else int(v) for v in rows], pa.int64()),
+        "mmsi": pa.array(nums, pa.int64()),
+        "value": pa.array(text(value), pa.string()),
+        "item_id": pa.array(text(col("item_id")), pa.string()),
+        "stage": pa.array(text(col("stage")), pa.string()),
+        "reason": pa.array(text(col("reason")), pa.string()),
+        "recorded_at": pa.array(recorded.dt.tz_convert("UTC"), pa.timestamp("us", tz="UTC")),
+    }, schema=REJECT_SCHEMA)
+
+
+def read_rejects(root: Path) -> pd.DataFrame:
+    """``indexes/rejects.parquet`` as a DataFrame with the fixed schema (empty if none)."""
+    path = root / "indexes" / "rejects.parquet"
+    if not path.exists():
+        return REJECT_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+    return typed_rejects(pd.read_parquet(path)).to_pandas(types_mapper=pd.ArrowDtype)
+
+
 def _write_rejects(root: Path, rejects: pd.DataFrame) -> None:
+    """Append the job's rejects to ``indexes/rejects.parquet`` with the fixed schema (an
+    older or foreign file is coerced to it, never allowed to change a column's type)."""
     if rejects.empty:
         return
     path = root / "indexes" / "rejects.parquet"
-    old = pd.read_parquet(path) if path.exists() else None
-    new = rejects.astype({"reason": str, "stage": str})
-    new["item_id"] = new["item_id"].astype(object).where(new["item_id"].notna(), None)
-    new["recorded_at"] = pd.Timestamp.now(tz="UTC")
-    full = pd.concat([old, new], ignore_index=True) if old is not None else new
-    full = full.drop_duplicates(["mmsi", "item_id", "stage", "reason", "row"], keep="last")
-    atomic_write(path, lambda p: full.astype({"item_id": str}).to_parquet(p, index=False))
+    new = typed_rejects(rejects.assign(recorded_at=pd.Timestamp.now(tz="UTC")))
+    full = pa.concat_tables([typed_rejects(pd.read_parquet(path)), new]) if path.exists() \
+        else new
+    df = full.to_pandas(types_mapper=pd.ArrowDtype)
+    keys = ["mmsi", "item_id", "stage", "reason", "row"]
+    keep = ~df.astype({k: object for k in keys}).duplicated(keys, keep="last").to_numpy()
+    full = full.filter(pa.array(keep))
+    atomic_write(path, lambda p: pq.write_table(full, p))
 
 
 def limit_plan(plan: pd.DataFrame, existing: pd.DataFrame, *, max_chips: int | None = None,
@@ -221,7 +293,7 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
     """
     root = Path(cfg.storage.root)
     ensure_writable(root)
-    with dataset_lock(root):
+    with dataset_lock(root, reentrant=True):
         reconcile(root)
         store = JobStore(db_path(cfg), cfg.ops, clock)
         store.recover()
@@ -233,7 +305,11 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
                                 should_stop=should_stop)
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            store.end_run(run_id, status, {"error": f"{type(exc).__name__}: {exc}"})
+            why = f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):  # the DB may sit on the full disk too
+                store.fail_unfinished(run_id, f"run {status}: {why}"[:500])
+            with contextlib.suppress(Exception):
+                store.end_run(run_id, status, {"error": why})
             raise
         store.end_run(run_id, "done", {"chips": res.n_chips, "passed": res.n_passed,
                                        "deferred": res.n_deferred})
@@ -252,11 +328,28 @@ def _mark_chip_jobs(store: JobStore, index: pd.DataFrame, chip_ids: set[str]) ->
                reasons=dict(zip(rows["chip_id"], rows["qa_reason"], strict=True)))
 
 
+def _day_keys(points: pd.DataFrame) -> pd.Series:
+    """``YYYYMMDD`` (UTC) of each point's time, ``any`` without one."""
+    if "time" not in points:
+        return pd.Series("any", index=points.index)
+    t = pd.to_datetime(points["time"], utc=True)
+    return t.dt.strftime("%Y%m%d").fillna("any")
+
+
+def _close_deferred(store: JobStore, searched: pd.DataFrame, run_id: str) -> None:
+    """Close the deferred jobs of the ship-days this run searched successfully: their chips
+    now have jobs of their own, so the deferral is done (not due for another retry)."""
+    if searched.empty:
+        return
+    keys = pd.DataFrame({"mmsi": searched["mmsi"], "day": _day_keys(searched)}).drop_duplicates()
+    ids = "defer|" + keys["mmsi"].astype(str) + "|" + keys["day"]
+    store.close(ids, from_states=("deferred", "failed", "pending", "running"),
+                reason=f"search succeeded in run {run_id}")
+
+
 def _defer(store: JobStore, points: pd.DataFrame, run_id: str, ais_source: str | None,
            reason: str) -> int:
-    t = pd.to_datetime(points["time"], utc=True) if "time" in points else None
-    day = t.dt.strftime("%Y%m%d") if t is not None else "any"
-    keys = pd.DataFrame({"mmsi": points["mmsi"], "day": day}).drop_duplicates()
+    keys = pd.DataFrame({"mmsi": points["mmsi"], "day": _day_keys(points)}).drop_duplicates()
     jobs = pd.DataFrame({"job_id": "defer|" + keys["mmsi"].astype(str) + "|" + keys["day"],
                          "mmsi": keys["mmsi"], "item_id": None,
                          "scene_datetime": pd.Timestamp.now(tz="UTC"), "chip_id": None})
@@ -286,24 +379,37 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
            pd.DataFrame(columns=["row", "mmsi", "item_id", "stage", "reason"])]
     log.info("AIS: %d valid point(s) of %d ship(s), %d rejected row(s)", len(points),
              points["mmsi"].nunique(), len(table.rejects))
+    points = points.reset_index(drop=True)
     try:
-        search = search_scenes(points, cfg.stac, source, start=start, end=end)
+        search = search_scenes(points, cfg.stac, source, start=start, end=end,
+                               errors="collect")
     except StacError as exc:
         n = _defer(store, points, run_id, ais_source, f"STAC unavailable: {exc}")
         log.error("STAC unavailable: %d job(s) deferred, retried with back-off "
                   "(`s2xr ops retry`): %s", n, exc)
+        rejects = pd.concat(rej)
+        _write_rejects(root, rejects)
         return ChipJobResult(root=root, n_points=len(points), n_items=0, n_searches=0,
                              n_planned=0, n_skipped_existing=0, n_chips=0, n_passed=0,
-                             rejects=pd.concat(rej), n_deferred=n,
+                             rejects=rejects, n_deferred=n,
                              index_rows=len(read_index(root)))
+    n_deferred = 0
+    failed_rows = search.failed_rows
+    if failed_rows:
+        # only the ship-days whose search failed wait for a retry; the others go on
+        n_deferred = _defer(store, points.loc[failed_rows], run_id, ais_source,
+                            "STAC search failed: " + str(search.failed["error"].iloc[0]))
+        log.error("%d of %d search(es) failed: %d job(s) deferred, retried with back-off "
+                  "(`s2xr ops retry`)", len(search.failed), len(search.groups), n_deferred)
+    searched = points.drop(index=failed_rows)
+    _close_deferred(store, searched, run_id)
+    points = searched.reset_index(drop=True)
     bands = cfg.chip.all_bands
     usable, bad_items = split_usable_items(search.items, (*bands, "scl"))
     rej.append(bad_items)
     items_df = items_table(usable, bands=(*bands, "scl"))
-    targets, unmatched = candidate_targets(points.reset_index(drop=True), items_df,
-                                           cfg.stac.window_hours)
+    targets, unmatched = candidate_targets(points, items_df, cfg.stac.window_hours)
     rej.append(unmatched.assign(stage="search", item_id=None))
-    points = points.reset_index(drop=True)
     positioned = position_targets(points, targets,
                                   max_extrapolation_s=cfg.ais.max_extrapolation_s,
                                   max_gap_s=cfg.ais.max_interpolation_gap_s)
@@ -312,17 +418,24 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     plan = cplan.plan
     n_planned = len(plan)
     existing_index = read_index(root)
-    existing = set(existing_index["chip_id"])
+    # chips whose read failed and whose job is still retryable are cut again (the new index
+    # row replaces the old one); every other indexed chip is skipped
+    unread = existing_index.loc[existing_index["qa_reason"].astype(str)
+                                .str.startswith("read_error"), "chip_id"]
+    retry = set(unread) & set(store.jobs(states=("failed",))["chip_id"].dropna())
+    existing = set(existing_index["chip_id"]) - retry
     store.register(cplan.plan.assign(job_id=cplan.plan["chip_id"]), run_id, ais_source)
     _mark_chip_jobs(store, existing_index, set(cplan.plan["chip_id"]) & existing)
     if len(unmatched):
-        u = unmatched.drop_duplicates("mmsi")
-        store.register(pd.DataFrame({"job_id": "noscene|" + u["mmsi"].astype(str) + "|" +
-                                     run_id, "mmsi": u["mmsi"], "item_id": None,
+        # one job per ship and day, the same id in every run (re-runs add no rows)
+        u = unmatched.assign(day=_day_keys(points.loc[unmatched["row"].to_numpy()])
+                             .to_numpy()).drop_duplicates(["mmsi", "day"])
+        ids = "noscene|" + u["mmsi"].astype(str) + "|" + u["day"]
+        store.register(pd.DataFrame({"job_id": ids, "mmsi": u["mmsi"], "item_id": None,
                                      "scene_datetime": pd.Timestamp.now(tz="UTC"),
                                      "chip_id": None}), run_id, ais_source)
-        store.mark("noscene|" + u["mmsi"].astype(str) + "|" + run_id, "no_scene",
-                   str(u["reason"].iloc[0]))
+        store.mark(ids, "no_scene", reasons=dict(zip(ids, u["reason"].astype(str),
+                                                     strict=True)))
     plan = plan.loc[~plan["chip_id"].isin(existing)].reset_index(drop=True)
     n_skip = n_planned - len(plan)
     if n_skip:
@@ -370,7 +483,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     return ChipJobResult(
         root=root, n_points=len(points), n_items=len(used), n_searches=len(search.groups),
         n_planned=n_planned, n_skipped_existing=n_skip, n_chips=n_chips, n_passed=n_passed,
-        rejects=rejects, scheduler=sched_label, index_rows=index_rows,
+        rejects=rejects, scheduler=sched_label, index_rows=index_rows, n_deferred=n_deferred,
         outputs={"index": root / "indexes" / "tiles.parquet", "cube": root / "chips.zarr",
                  "chips": root / "chips", "rejects": root / "indexes" / "rejects.parquet",
                  "labels": root / "indexes" / "labels.parquet"})

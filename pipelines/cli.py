@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from s2xr.errors import S2xrError
+from s2xr.errors import S2xrError, explain_io_error
 
 # module, attribute: each attribute is a click command (or group) added to ``main``.
 COMMANDS: list[tuple[str, str]] = [
@@ -94,8 +94,19 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except S2xrError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            explained = explain_io_error(exc) if isinstance(exc, OSError) else None
+            click.secho(f"error: {explained or exc}", fg="red", err=True)
             ctx.exit(2)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            # storage failures are one line, not a traceback; anything else stays a bug
+            explained = explain_io_error(exc)
+            if explained is None:
+                raise
+            logging.getLogger(__name__).debug("storage failure", exc_info=True)
+            click.secho(f"error: {explained}", fg="red", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group)

@@ -32,6 +32,7 @@ from s2xr.config import Config, with_overrides
 from s2xr.errors import InputError
 from s2xr.ops import JobStore
 from s2xr.ops.windows import WindowStore, window_ids
+from s2xr.store.consistency import dataset_lock
 from s2xr.store.layout import atomic_write, ensure_writable
 
 log = logging.getLogger(__name__)
@@ -352,6 +353,14 @@ def run_batch(cfg: Config, opts: RunOptions | None = None, *,
     if opts.dry_run_ais and not uses_embedded_world(cfg):
         raise InputError("--dry-run-ais uses synthetic AIS and exists only for the embedded "
                          "world (stac.api_url: null); capture real AIS instead")
+    # the dataset lock covers the whole run (plan/, ais/, capture windows, chips), not
+    # just its chip stage: a second run on the same root is refused before it captures
+    with dataset_lock(root, reentrant=True):
+        return _run_batch_locked(cfg, opts, control, root, now)
+
+
+def _run_batch_locked(cfg: Config, opts: RunOptions, control: RunControl, root: Path,
+                      now: pd.Timestamp | None) -> RunResult:
     jobs = JobStore(db_path(cfg), cfg.ops)
     windows = WindowStore(db_path(cfg))
     result = RunResult(root=root, embedded=uses_embedded_world(cfg))
@@ -505,12 +514,15 @@ def run_continuous(cfg: Config, opts: RunOptions | None = None, *, interval_min:
     control = control or RunControl()
     results: list[RunResult] = []
     cycle = 0
-    while not control.stopped and (max_cycles is None or cycle < max_cycles):
-        cycle += 1
-        log.info("continuous: cycle %d", cycle)
-        results.append(run_batch(cfg, opts, control=control))
-        if control.stopped or (max_cycles is not None and cycle >= max_cycles):
-            break
-        control.set_stage("idle", f"next cycle in {interval_min:g} min")
-        control.stop_event.wait(interval_min * 60)
+    root = Path(cfg.storage.root)
+    ensure_writable(root)
+    with dataset_lock(root):  # held between cycles too: one writer for the whole run
+        while not control.stopped and (max_cycles is None or cycle < max_cycles):
+            cycle += 1
+            log.info("continuous: cycle %d", cycle)
+            results.append(run_batch(cfg, opts, control=control))
+            if control.stopped or (max_cycles is not None and cycle >= max_cycles):
+                break
+            control.set_stage("idle", f"next cycle in {interval_min:g} min")
+            control.stop_event.wait(interval_min * 60)
     return results

@@ -41,3 +41,42 @@ class PlanningError(S2xrError, ValueError):
 
 class AisError(S2xrError):
     """AIS capture failed (rejected key, protocol error)."""
+
+
+_DISK_FULL = (28, 122)  # ENOSPC, EDQUOT
+_NO_PERMISSION = (1, 13, 30)  # EPERM, EACCES, EROFS
+_DISK_FULL_TEXT = ("no space left", "disk is full", "free disk space", "disk quota")
+_NO_PERMISSION_TEXT = ("permission denied", "read-only file system", "operation not permitted")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in out and len(out) < 20:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def explain_io_error(exc: BaseException) -> str | None:
+    """A one-line explanation of a storage failure (disk full, permission denied) found
+    anywhere in ``exc``'s cause chain — ``OSError`` errno, GDAL/rasterio and SQLite texts —
+    or None when ``exc`` is not one."""
+    chain = _chain(exc)
+    errnos = {getattr(e, "errno", None) for e in chain}
+    texts = " | ".join(str(e) for e in chain).lower()
+    where = next((getattr(e, "filename", None) for e in chain
+                  if getattr(e, "filename", None)), None)
+    at = f" at {where}" if where else ""
+    if errnos & set(_DISK_FULL) or any(t in texts for t in _DISK_FULL_TEXT):
+        return (f"disk full{at}: free space (or point storage.root elsewhere) and re-run; "
+                "the run's unfinished jobs are kept for `s2xr ops retry`")
+    if errnos & set(_NO_PERMISSION) or any(t in texts for t in _NO_PERMISSION_TEXT):
+        return (f"permission denied{at}: make the dataset root writable for this user (or "
+                "choose another storage.root) and re-run; the run's unfinished jobs are kept "
+                "for `s2xr ops retry`")
+    if "write failed" in texts:  # GDAL reports ENOSPC as a bare "Write failed."
+        return (f"a raster write failed{at} (usually a full disk): check free space under "
+                "storage.root and re-run; the run's unfinished jobs are kept for `s2xr ops "
+                "retry`")
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -46,3 +47,86 @@ def stac_server(world):
 
     with StacApiServer(world.collection_path, world.items_path) as srv:
         yield srv
+
+
+# --------------------------------------------------------------------------- leaked children
+# A test that starts a process must stop it, also when the test fails. The check below fails
+# the test whose body left a child running (children of session/module fixtures started in
+# the setup phase are not counted), and the session fails if any child outlives it. Leaked
+# processes are killed so that they cannot hold ports or CPU for the rest of the suite.
+
+def _children() -> dict[int, str]:
+    import psutil
+
+    out = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            cmd = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        if not any(b in cmd for b in _BENIGN):
+            out[p.pid] = cmd[:160]
+    return out
+
+
+def _running(p) -> bool:
+    import psutil
+
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+# interpreter-wide helpers that live as long as the test process by design
+_BENIGN = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def _kill_leaked(pids: dict[int, str], grace_s: float = 10.0) -> dict[int, str]:
+    """Wait up to ``grace_s`` for ``pids`` to exit on their own; kill and return the rest."""
+    import psutil
+
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    alive = [p for p in alive if _running(p)]
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=10)
+    return {p.pid: pids[p.pid] for p in alive}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    item._s2xr_children_before = set(_children())  # type: ignore[attr-defined]
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    result = yield
+    before = getattr(item, "_s2xr_children_before", None)
+    if before is None:
+        return
+    new = {pid: cmd for pid, cmd in _children().items() if pid not in before}
+    leaked = _kill_leaked(new) if new else {}
+    if leaked:
+        item.add_report_section("teardown", "leaked processes", repr(leaked))
+        pytest.fail(f"{item.nodeid} left {len(leaked)} child process(es) running (killed): "
+                    f"{leaked}", pytrace=False)
+    return result
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leaked = _kill_leaked(_children(), grace_s=5.0)
+    if leaked:
+        import sys
+
+        print(f"\nERROR: child process(es) outlived the test session (killed): {leaked}",
+              file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -12,13 +12,16 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 import requests
 
 from s2xr.errors import ServerError
+from s2xr.procs import forget_child, spawn_child
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,9 @@ class StacApiServer:
         self.public_url = public_url  # links name this address (e.g. a proxy in front)
         self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        # names the running server; a start after a SIGKILL of its parent reaps a stale one
+        self.pid_file = self.items_path.parent / f".rustac-{self.port}.pid"
 
     @property
     def url(self) -> str:
@@ -67,13 +73,19 @@ class StacApiServer:
         addr = self.public_url or f"{self.host}:{self.port}"
         cmd = [rustac_executable(), "serve", str(self.collection_path), str(self.items_path),
                "--addr", addr, "--bind", f"{self.host}:{self.port}"]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # the server dies with this process (even on SIGKILL) and its stderr goes to a file,
+        # never to a pipe nobody reads while it runs
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self._proc = spawn_child(cmd, pid_file=self.pid_file, stdout=subprocess.DEVNULL,
+                                 stderr=self._stderr)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr \
-                    else ""
-                raise ServerError(f"rustac serve exited with {self._proc.returncode}: {err}")
+                self._stderr.seek(0)
+                err = self._stderr.read().decode(errors="replace")[-2000:]
+                code = self._proc.returncode
+                self.stop()
+                raise ServerError(f"rustac serve exited with {code}: {err}")
             try:
                 if requests.get(self.url + "/", timeout=1).ok:
                     log.info("STAC API serving %s at %s", self.items_path, self.url)
@@ -95,8 +107,10 @@ class StacApiServer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        if self._proc.stderr:
-            self._proc.stderr.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        forget_child(self.pid_file)
         log.info("STAC API at %s stopped", self.url)
         self._proc = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,18 +87,62 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _statements(script: str) -> list[str]:
+    """The SQL statements of a migration script, one by one."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
 def migrate(conn: sqlite3.Connection) -> int:
-    """Apply pending migrations; returns the schema version."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StorageError(f"ops DB schema v{version} is newer than this s2xr "
-                           f"(v{SCHEMA_VERSION}); upgrade s2xr")
-    for v in range(version, SCHEMA_VERSION):
-        with conn:
-            conn.executescript(MIGRATIONS[v])
-            conn.execute(f"PRAGMA user_version = {v + 1}")
-        log.info("ops DB migrated to schema v%d", v + 1)
+    """Apply pending migrations; returns the schema version.
+
+    The version is read and every pending migration applied inside one ``BEGIN EXCLUSIVE``
+    transaction, so processes opening a new database at the same moment (a dashboard and a
+    cron job) wait for each other instead of creating the same tables twice."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return SCHEMA_VERSION  # the common case: no lock taken
+    previous = conn.isolation_level
+    conn.isolation_level = None  # explicit transaction control
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StorageError(f"ops DB schema v{version} is newer than this s2xr "
+                                   f"(v{SCHEMA_VERSION}); upgrade s2xr")
+            for v in range(version, SCHEMA_VERSION):
+                for stmt in _statements(MIGRATIONS[v]):
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version = {v + 1}")
+                log.info("ops DB migrated to schema v%d", v + 1)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.isolation_level = previous
     return SCHEMA_VERSION
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """WAL mode (persistent in the file). Switching a brand-new file can meet another
+    opener's lock: retried for the connection's busy timeout."""
+    for _ in range(300):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.1)
+    conn.execute("PRAGMA journal_mode=WAL")
 
 
 @contextlib.contextmanager
@@ -111,7 +156,7 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
         raise StorageError(f"cannot open ops DB {path}: {exc}") from exc
     try:
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+        _set_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         migrate(conn)

@@ -87,8 +87,10 @@ class JobStore:
                        run_id))
 
     def recover(self) -> int:
-        """Mark runs left ``running`` by dead processes as interrupted and their running
-        jobs as failed (so back-off applies). Returns how many runs were recovered."""
+        """Mark runs left ``running`` by dead processes as interrupted, and every job still
+        ``pending``/``running`` whose run is no longer running (died, failed on a full disk,
+        interrupted) as failed, so back-off applies and ``ops retry`` picks it up. Returns
+        how many runs were recovered."""
         with connect(self.path) as c:
             rows = c.execute("SELECT run_id, pid FROM runs WHERE status='running'").fetchall()
         dead = [r["run_id"] for r in rows if not _alive(r["pid"])]
@@ -96,9 +98,43 @@ class JobStore:
             with connect(self.path) as c, c:
                 c.execute("UPDATE runs SET status='interrupted', ended_at=? WHERE run_id=?",
                           (_iso(self.clock.now()), run_id))
-            stale = self.jobs(run_id=run_id, states=("running", "pending"))
-            self.mark(stale["job_id"], "failed", "interrupted (process died)")
+        with connect(self.path) as c:
+            stale = c.execute(
+                "SELECT j.job_id, j.run_id, r.status FROM chip_jobs j LEFT JOIN runs r "
+                "ON j.run_id = r.run_id WHERE j.state IN ('pending','running') AND "
+                "(r.status IS NULL OR r.status != 'running')").fetchall()
+        why = {r["job_id"]: "interrupted (process died)" if r["run_id"] in dead else
+               f"left unfinished by a run that ended {r['status'] or 'unrecorded'}"
+               for r in stale}
+        for reason in set(why.values()):
+            self.mark([j for j, w in why.items() if w == reason], "failed", reason)
         return len(dead)
+
+    def fail_unfinished(self, run_id: str, reason: str) -> int:
+        """The run's jobs still ``pending``/``running`` become ``failed`` (retryable with
+        back-off): called when a run stops on an error. Returns how many."""
+        stale = self.jobs(run_id=run_id, states=("pending", "running"))
+        self.mark(stale["job_id"], "failed", reason)
+        return len(stale)
+
+    def close(self, job_ids: Iterable[str], *, from_states: Iterable[str],
+              reason: str) -> int:
+        """Jobs in one of ``from_states`` become ``done`` with ``reason`` (e.g. a deferred
+        search that a later run completed). Unknown ids are ignored. Returns how many."""
+        ids, states = list(job_ids), list(from_states)
+        if not ids:
+            return 0
+        now = _iso(self.clock.now())
+        n = 0
+        with connect(self.path) as c, c:
+            for k in range(0, len(ids), 500):
+                chunk = ids[k:k + 500]
+                cur = c.execute(
+                    f"UPDATE chip_jobs SET state='done', reason=?, next_attempt_at=NULL, "
+                    f"updated_at=? WHERE job_id IN ({','.join('?' * len(chunk))}) AND state IN "
+                    f"({','.join('?' * len(states))})", (reason, now, *chunk, *states))
+                n += cur.rowcount
+        return n
 
     # -- jobs -------------------------------------------------------------------------
     def register(self, jobs: pd.DataFrame, run_id: str, ais_source: str | None = None) -> None:

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -45,8 +45,66 @@ def _iso(t: pd.Timestamp) -> str:
     return t.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class _NotAStacPageError(ValueError):
+    """A 200 answer whose JSON is not a STAC page (no object, or features not a list)."""
+
+
+def _body_error(exc: BaseException) -> bool:
+    """Whether a failed read is a bad or cut-off response body worth asking again for (the
+    status-code retries already happened in urllib3 and are not repeated here)."""
+    import requests
+
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError | _NotAStacPageError):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, requests.exceptions.ChunkedEncodingError
+                      | requests.exceptions.ContentDecodingError)
+
+
+def _make_io(cfg: StacConfig) -> Any:
+    """A pystac-client ``StacApiIO`` that holds ``cfg.timeout_s`` on every request, retries
+    429/5xx and connection errors in urllib3 (honouring ``Retry-After``) and also retries,
+    request by request, answers whose body is cut off, is not JSON or is not a STAC page —
+    so one bad reply costs one more request, not the whole search."""
+    import random
+    import time
+
+    from pystac_client.stac_api_io import StacApiIO
+    from urllib3 import Retry
+
+    class RetryingStacApiIO(StacApiIO):
+        def read_json(self, source: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            for attempt in range(cfg.max_retries + 1):
+                try:
+                    doc = json.loads(self.read_text(source, *args, **kwargs))
+                    if not isinstance(doc, dict) or not isinstance(
+                            doc.get("features", []), list):
+                        raise _NotAStacPageError(f"answer is not a STAC object or page "
+                                            f"({type(doc).__name__})")
+                    return doc
+                except Exception as exc:
+                    if not _body_error(exc) or attempt == cfg.max_retries:
+                        raise
+                    delay = cfg.backoff_s * 2 ** attempt * (0.5 + random.random())
+                    log.warning("STAC answer unusable (%s: %s); request %d/%d again in "
+                                "%.2f s", type(exc).__name__, str(exc)[:120], attempt + 2,
+                                cfg.max_retries + 1, delay)
+                    time.sleep(delay)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    retry = Retry(total=cfg.max_retries, backoff_factor=cfg.backoff_s,
+                  status_forcelist=(429, 500, 502, 503, 504),
+                  allowed_methods=None, respect_retry_after_header=True,
+                  raise_on_status=True)
+    return RetryingStacApiIO(max_retries=retry, timeout=cfg.timeout_s)
+
+
 class StacApiSource:
-    """A STAC API searched with pystac-client (all HTTP in its ``StacApiIO``)."""
+    """A STAC API searched with pystac-client (all HTTP in its ``StacApiIO``).
+
+    Every request is bounded by ``stac.timeout_s`` (connect and each read) and retried up to
+    ``stac.max_retries`` times, so one search ends within about
+    ``(max_retries + 1) × timeout_s`` plus back-off, whatever the server does."""
 
     def __init__(self, url: str, cfg: StacConfig | None = None) -> None:
         self.url = url
@@ -56,16 +114,11 @@ class StacApiSource:
     def _open(self) -> Any:
         if self._client is None:
             from pystac_client import Client
-            from pystac_client.stac_api_io import StacApiIO
-            from urllib3 import Retry
 
-            retry = Retry(total=self.cfg.max_retries, backoff_factor=self.cfg.backoff_s,
-                          status_forcelist=(429, 500, 502, 503, 504),
-                          allowed_methods=None, respect_retry_after_header=True,
-                          raise_on_status=True)
-            io = StacApiIO(max_retries=retry, timeout=self.cfg.timeout_s)
             try:
-                self._client = Client.open(self.url, stac_io=io)
+                # Client.open resets the io's timeout to its own argument: pass it here too
+                self._client = Client.open(self.url, stac_io=_make_io(self.cfg),
+                                           timeout=self.cfg.timeout_s)
             except Exception as exc:  # pystac-client raises several types
                 raise StacError(f"cannot open STAC API {self.url}: {exc}; check stac.api_url "
                                 "and that the server is up") from exc
@@ -154,21 +207,33 @@ class SceneSearch:
     """Result of :func:`search_scenes`.
 
     ``items``: de-duplicated, normalised item dicts passing the cloud filter.
-    ``groups``: one row per search made: tile_id, day, n_points, bbox, start, end, n_items.
+    ``groups``: one row per search made: tile_id, day, n_points, bbox, start, end, rows (the
+    point index labels of the group), n_items.
+    ``failed``: the groups whose search failed after its retries (``errors="collect"``), with
+    an ``error`` column; their points have no items here and should be retried later.
     """
 
     items: list[dict[str, Any]]
     groups: pd.DataFrame
     dropped: dict[str, int] = field(default_factory=dict)
+    failed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["tile_id", "day", "n_points", "bbox", "start", "end", "rows", "error"]))
+
+    @property
+    def failed_rows(self) -> list[Any]:
+        """Index labels of the points whose search failed."""
+        return [r for rows in self.failed.get("rows", []) for r in rows]
 
 
 def search_groups(points: pd.DataFrame, window_hours: float,
                   start: pd.Timestamp | None = None,
                   end: pd.Timestamp | None = None) -> pd.DataFrame:
     """Group points (columns lon, lat and optionally time) into one search per tile and UTC
-    day. Returns tile_id, day, n_points, bbox (tuple), start, end. Pure; no I/O."""
+    day. Returns tile_id, day, n_points, bbox (tuple), start, end, rows (the group's point
+    index labels). Pure; no I/O."""
     if points.empty:
-        return pd.DataFrame(columns=["tile_id", "day", "n_points", "bbox", "start", "end"])
+        return pd.DataFrame(columns=["tile_id", "day", "n_points", "bbox", "start", "end",
+                                     "rows"])
     lon = points["lon"].to_numpy(float)
     lat = points["lat"].to_numpy(float)
     tiles = [t[0] if t else "" for t in tiles_at_many(lon, lat)]
@@ -192,25 +257,40 @@ def search_groups(points: pd.DataFrame, window_hours: float,
         bbox = (float(g["lon"].min() - CHIP_MARGIN_DEG), float(g["lat"].min() - CHIP_MARGIN_DEG),
                 float(g["lon"].max() + CHIP_MARGIN_DEG), float(g["lat"].max() + CHIP_MARGIN_DEG))
         rows.append({"tile_id": tile, "day": day, "n_points": len(g), "bbox": bbox,
-                     "start": t0, "end": t1})
+                     "start": t0, "end": t1, "rows": tuple(g.index)})
     return pd.DataFrame(rows)
 
 
 def search_scenes(points: pd.DataFrame, cfg: StacConfig, source: ItemSource | None = None, *,
                   start: pd.Timestamp | None = None,
-                  end: pd.Timestamp | None = None) -> SceneSearch:
+                  end: pd.Timestamp | None = None,
+                  errors: Literal["raise", "collect"] = "raise") -> SceneSearch:
     """Find L2A items for ``points`` (DataFrame with lon, lat and time or a start/end period).
 
     One search per (tile, UTC day) group; items normalised (``proj:epsg``), filtered by
     ``cfg.max_cloud`` client-side (servers may lack ``query``), de-duplicated. Performs I/O.
-    Raises ``StacError`` if the source fails after its retries.
+    A group whose search fails after its retries raises ``StacError`` (``errors="raise"``)
+    or is listed in ``SceneSearch.failed`` while the other groups' items are kept
+    (``errors="collect"``; ``StacError`` only if opening the source itself fails).
     """
     source = source or source_from_config(cfg)
     groups = search_groups(points, cfg.window_hours, start, end)
     found: dict[str, dict[str, Any]] = {}
-    counts = []
+    counts: list[int] = []
+    failed: list[dict[str, Any]] = []
     for g in groups.itertuples():
-        items = source.search(bbox=g.bbox, start=g.start, end=g.end, collection=cfg.collection)
+        try:
+            items = source.search(bbox=g.bbox, start=g.start, end=g.end,
+                                  collection=cfg.collection)
+        except StacError as exc:
+            if errors == "raise" or str(exc).startswith("cannot open STAC API"):
+                raise
+            log.error("search %s %s failed, its %d point(s) are left for a retry: %s",
+                      g.tile_id, "" if pd.isna(g.day) else f"{g.day:%Y-%m-%d}",
+                      g.n_points, exc)
+            failed.append({**g._asdict(), "error": str(exc)})
+            counts.append(0)
+            continue
         counts.append(len(items))
         for it in items:
             found.setdefault(it["id"], it)
@@ -225,8 +305,11 @@ def search_scenes(points: pd.DataFrame, cfg: StacConfig, source: ItemSource | No
     dropped = {"cloud_cover": len(cloudy), "duplicate": len(kept) - len(unique)}
     log.info("%d search(es): %d item(s) kept (%s dropped)", len(groups), len(unique),
              ", ".join(f"{v} {k}" for k, v in dropped.items()))
-    return SceneSearch(items=sorted(unique, key=lambda i: (i["properties"]["datetime"], i["id"])),
-                       groups=groups, dropped=dropped)
+    out = SceneSearch(items=sorted(unique, key=lambda i: (i["properties"]["datetime"], i["id"])),
+                      groups=groups, dropped=dropped)
+    if failed:
+        out.failed = pd.DataFrame(failed).drop(columns=["Index"])
+    return out
 
 
 def bbox_of(points: pd.DataFrame) -> Bbox:

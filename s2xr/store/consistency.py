@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,28 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".s2xr.lock"
 
 
+_HELD: dict[tuple[str, int], int] = {}  # (root, thread id) → nesting depth of reentrant holds
+
+
 @contextlib.contextmanager
-def dataset_lock(root: Path, *, wait: bool = False) -> Iterator[Path]:
+def dataset_lock(root: Path, *, wait: bool = False, reentrant: bool = False) -> Iterator[Path]:
     """Hold the dataset's write lock; raise ``StorageError`` if another run holds it (or
-    block until it is free with ``wait=True``)."""
+    block until it is free with ``wait=True``).
+
+    ``reentrant=True`` joins a hold this thread already has on ``root`` (a stage inside a
+    run that holds the lock for its whole length, e.g. the chip job inside ``s2xr run``);
+    without it, or from another thread, a second hold is refused like another process's."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_NAME
+    key = (str(root.resolve()), threading.get_ident())
+    if reentrant and _HELD.get(key):
+        _HELD[key] += 1
+        try:
+            yield path
+        finally:
+            _HELD[key] -= 1
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -46,7 +62,13 @@ def dataset_lock(root: Path, *, wait: bool = False) -> Iterator[Path]:
                                "for it to finish or stop it") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield path
+        _HELD[key] = _HELD.get(key, 0) + 1
+        try:
+            yield path
+        finally:
+            _HELD[key] -= 1
+            if not _HELD[key]:
+                del _HELD[key]
     finally:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
