@@ -63,7 +63,10 @@ def explain_io_error(exc: BaseException) -> str | None:
     anywhere in ``exc``'s cause chain — ``OSError`` errno, GDAL/rasterio and SQLite texts —
     or None when ``exc`` is not one."""
     chain = _chain(exc)
-    errnos = {getattr(e, "errno", None) for e in chain}
+    # only real OSErrors carry an errno: GDAL/rasterio errors reuse the attribute for CPL
+    # error classes (CPLE_AppDefined == 1 would read as EPERM)
+    errnos = {e.errno for e in chain if isinstance(e, OSError)
+              and not type(e).__module__.startswith("rasterio")}
     texts = " | ".join(str(e) for e in chain).lower()
     where = next((getattr(e, "filename", None) for e in chain
                   if getattr(e, "filename", None)), None)

@@ -357,3 +357,40 @@ def test_a_stale_pid_file_is_reaped_on_the_next_start(world, tmp_path):
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 6 MB tmpfs (needs root, as CI and the dev machines run; skipped elsewhere)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_really_full_disk_is_one_line_and_retryable(stac_server, world, tmp_path,
+                                                      small_disk):
+    ais = tmp_path / "ais.csv"
+    _points(world, 8).to_csv(ais, index=False)  # ~20 chips: far more than 6 MB
+    # the ops DB on another disk, so what fills up is the dataset's stores
+    cfg = _cfg(small_disk / "ds", stac_server.url, ops={"db_path": str(tmp_path / "ops.db")})
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    out = CliRunner().invoke(main, ["chip", "--config", str(cfg_file), "--ais", str(ais)])
+    assert out.exit_code == 1, out.output
+    err = [ln for ln in out.output.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and ("disk full" in err[0] or "write failed" in err[0]), out.output
+    assert "Traceback" not in out.output
+    subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)
+    store = JobStore(db_path(cfg), cfg.ops)
+    assert store.jobs(states=("pending", "running")).empty
+    out = CliRunner().invoke(main, ["ops", "retry", "--config", str(cfg_file)])
+    assert out.exit_code == 0, out.output
+    assert store.jobs(states=("pending", "running", "failed")).empty
+    assert len(store.jobs(states=("done",))) > 0, (out.output, store.jobs())
