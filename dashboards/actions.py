@@ -17,11 +17,13 @@ from typing import Any
 import pandas as pd
 
 from pipelines.chip_job import ChipJobResult, db_path, run_chip_job
+from pipelines.dashboard_cmd import MB
 from pipelines.run_job import RunControl, serve_embedded_stac
 from s2xr.ais import read_ais_table
 from s2xr.config import Config
 from s2xr.errors import InputError, S2xrError
 from s2xr.store.layout import atomic_write
+from s2xr.store.prune import PruneResult
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,8 @@ def safe_upload_name(filename: str) -> str:
 
 def save_upload(root: Path, filename: str, data: bytes, *,
                 max_mb: float = DEFAULT_MAX_UPLOAD_MB) -> UploadCheck:
-    """Check size and type, write ``{root}/ais/uploads/{time}-{name}`` and validate it with
+    """Check size (``max_mb``, MB of 10⁶ bytes) and type, write
+    ``{root}/ais/uploads/{time}-{name}`` and validate it with
     :func:`~s2xr.ais.read_ais_table` (points, rejected rows and their reasons)."""
     name = safe_upload_name(filename or "upload")
     n = len(data or b"")
@@ -77,9 +80,9 @@ def save_upload(root: Path, filename: str, data: bytes, *,
     if n == 0:
         check.error = "the file is empty"
         return check
-    if n > max_mb * 2**20:
-        check.error = (f"{n / 2**20:.1f} MB is over the {max_mb:g} MB upload limit; chip "
-                       "large files with `s2xr chip --ais FILE`")
+    if n > max_mb * MB:
+        check.error = (f"file is {n / MB:.1f} MB; the upload limit is {max_mb:g} MB; use "
+                       "`s2xr chip --ais FILE` for large files")
         return check
     path = Path(root) / "ais" / "uploads" / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}"
     atomic_write(path, lambda p: p.write_bytes(data))
@@ -120,34 +123,46 @@ def chip_upload(cfg: Config, path: Path, control: RunControl) -> ChipJobResult:
 # ------------------------------------------------------------------------------ prune
 def prune_observations(cfg: Config, upload: Path | None) -> pd.DataFrame:
     """The AIS to prune against: an uploaded file, or the ops DB's ais_observations."""
-    from s2xr.ops import connect
+    from s2xr.store.prune import load_observations
 
-    if upload is not None:
-        return read_ais_table(upload).points
     db = db_path(cfg)
-    if not db.is_file():
+    if upload is None and not db.is_file():
         raise InputError(f"no ops DB at {db} yet: run a batch (or upload an AIS file) first")
-    with connect(db) as c:
-        return pd.read_sql_query("SELECT mmsi, time, lat, lon, sog, cog FROM "
-                                 "ais_observations", c)
+    return load_observations(db, upload)
+
+
+FORCE_HINT = "tick “Force” to remove them anyway"
+
+
+def refusal_text(res: PruneResult) -> str | None:
+    """The prune guard's refusal in the dashboard's words (None: no refusal)."""
+    return res.refusal_message(check="in the preview list", force=FORCE_HINT)
 
 
 def prune(cfg: Config, *, time_tol_min: float, dist_tol_m: float, dry_run: bool,
-          upload: Path | None = None, control: RunControl | None = None) -> pd.DataFrame:
-    """``s2xr prune``: the chips (index rows + ``prune_reason``) that would be / were
-    removed from every store at once, under the dataset lock."""
+          upload: Path | None = None, control: RunControl | None = None,
+          force: bool = False) -> PruneResult:
+    """``s2xr prune [--dry-run] [--force]``: the chips (``doomed``: index rows +
+    ``prune_reason``) that would be / were moved to ``pruned/…`` from every store at once,
+    under the dataset lock. Above ``ops.prune_max_share`` a prune is refused
+    (:class:`~s2xr.store.prune.PruneRefusedError`) unless ``force``."""
     from s2xr.store.consistency import dataset_lock
-    from s2xr.store.prune import prune_chips
+    from s2xr.store.prune import PruneRefusedError, prune_chips
 
     if control is not None:
         control.set_stage("chip", "prune preview (dry run)" if dry_run else "prune")
     obs = prune_observations(cfg, upload)
-    with dataset_lock(Path(cfg.storage.root)):
-        doomed = prune_chips(cfg.storage.root, obs, time_tol_min=time_tol_min,
-                             dist_tol_m=dist_tol_m, dry_run=dry_run)
+    try:
+        with dataset_lock(Path(cfg.storage.root)):
+            res = prune_chips(cfg.storage.root, obs, time_tol_min=time_tol_min,
+                              dist_tol_m=dist_tol_m, dry_run=dry_run,
+                              max_share=cfg.ops.prune_max_share, force=force)
+    except PruneRefusedError as exc:
+        raise PruneRefusedError(refusal_text(exc.result) or str(exc), exc.result) from None
     cols = [c for c in ("chip_id", "mmsi", "scene_datetime", "qa_pass", "prune_reason")
-            if c in doomed]
-    return pd.DataFrame(doomed[cols]).reset_index(drop=True)
+            if c in res.doomed]
+    res.doomed = pd.DataFrame(res.doomed[cols]).reset_index(drop=True)
+    return res
 
 
 # ------------------------------------------------------------------------------ ops

@@ -39,6 +39,7 @@ from dashboards.actions import (
     chip_upload,
     prune,
     qa_report,
+    refusal_text,
     retry_due,
     save_upload,
 )
@@ -52,6 +53,13 @@ from dashboards.controls import (
     RunSettings,
 )
 from dashboards.state import JobBusyError, JobManager, get_manager
+from dashboards.upload import (
+    REFUSAL_SINK_CLASS,
+    AisUploader,
+    filepond_labels_callback,
+    oversize_message,
+    parse_refusal,
+)
 from pipelines.run_job import uses_embedded_world
 from s2xr.config import with_overrides
 from s2xr.errors import S2xrError
@@ -154,15 +162,22 @@ class DashboardApp(pn.viewable.Viewer):
             sizing_mode="stretch_width")
 
     def _upload_card(self) -> pn.Card:
-        self.w_upload = W.FileInput(accept=".csv,.xlsx,.xls", multiple=False,
-                                    css_classes=["s2xr-upload"])
-        self.w_upload.param.watch(self._on_upload, "value")
-        self.upload_msg = _md(f"CSV or Excel, at most {self.max_upload_mb:g} MB; validated "
-                              "like any AIS file.", css="s2xr-upload-msg")
+        self.w_upload = AisUploader(max_mb=self.max_upload_mb, css_classes=["s2xr-upload"],
+                                    sizing_mode="stretch_width", layout="compact")
+        self.w_upload.param.watch(self._on_upload, "uploaded")
+        self.w_upload.param.watch(self._on_upload_refused, "refused")
+        # the browser's refusal of an oversize file (written by FILEPOND_LABELS_JS)
+        self.w_upload_refused = W.TextInput(value="", visible=False,
+                                            css_classes=[REFUSAL_SINK_CLASS])
+        self.w_upload_refused.param.watch(self._on_browser_refusal, "value")
+        self.upload_msg = _md(f"CSV or Excel, at most {self.max_upload_mb:g} MB (larger "
+                              "files: `s2xr chip --ais FILE`); validated like any AIS file.",
+                              css="s2xr-upload-msg")
         self.b_chip_upload = W.Button(label="Chip this file", color="primary", disabled=True)
         self.b_chip_upload.on_click(self._on_chip_upload)
         return pn.Card(self.w_upload, self.upload_msg, self.b_chip_upload,
-                       title="Chip from an AIS file", sizing_mode="stretch_width")
+                       self.w_upload_refused, title="Chip from an AIS file",
+                       sizing_mode="stretch_width")
 
     def _prune_card(self) -> pn.Card:
         ps = self.prune_settings
@@ -170,6 +185,11 @@ class DashboardApp(pn.viewable.Viewer):
         self.b_prune = W.Button(label="Prune", color="danger", disabled=True)
         self.b_preview.on_click(self._on_prune_preview)
         self.b_prune.on_click(self._on_prune)
+        share = f"{self.cfg.ops.prune_max_share * 100:.3g} %"
+        self.w_force = W.Checkbox(label=f"Force: remove more than {share} of the chips",
+                                  value=False, visible=False,
+                                  css_classes=["s2xr-prune-force"])
+        self.w_force.param.watch(self._on_force, "value")
         self.prune_msg = _md(css="s2xr-prune-msg")
         self.prune_table = pn.pane.DataFrame(pd.DataFrame(), index=False, max_rows=10,
                                              sizing_mode="stretch_width", visible=False)
@@ -178,8 +198,9 @@ class DashboardApp(pn.viewable.Viewer):
             W.FloatInput.from_param(ps.param.dist_tol_m, label="Distance tolerance (m)"),
             W.Select.from_param(ps.param.observations, label="Check against",
                                 css_classes=["s2xr-prune-obs"]),
-            pn.Row(self.b_preview, self.b_prune), self.prune_msg, self.prune_table,
-            title="Prune by AIS", collapsed=True, sizing_mode="stretch_width")
+            pn.Row(self.b_preview, self.b_prune), self.prune_msg, self.w_force,
+            self.prune_table, title="Prune by AIS", collapsed=True,
+            sizing_mode="stretch_width")
 
     def _ops_card(self) -> pn.Card:
         self.b_retry = W.Button(label="Retry due jobs", color="primary")
@@ -343,11 +364,33 @@ class DashboardApp(pn.viewable.Viewer):
     async def _on_upload(self, event: param.parameterized.Event) -> None:
         if not event.new:
             return
-        name = self.w_upload.filename or "upload"
+        name, data = event.new
         self.upload_msg.object = f"checking {html.escape(name)} …"
         self.b_chip_upload.disabled = True
-        check = await asyncio.to_thread(save_upload, self.stores.root, name, event.new,
+        check = await asyncio.to_thread(save_upload, self.stores.root, name, data,
                                         max_mb=self.max_upload_mb)
+        self._show_upload(check)
+
+    def _on_upload_refused(self, event: param.parameterized.Event) -> None:
+        """A file over the limit reached the server (the browser refuses it first): its
+        chunks are dropped and the session goes on."""
+        if not event.new:
+            return
+        name, n_bytes = event.new
+        self._show_upload(UploadCheck(path=None, filename=str(name), n_bytes=int(n_bytes),
+                                      error=oversize_message(int(n_bytes), self.max_upload_mb,
+                                                             at_least=True)))
+
+    def _on_browser_refusal(self, event: param.parameterized.Event) -> None:
+        """The browser refused a file over the limit before sending it."""
+        refused = parse_refusal(event.new)
+        if refused is None:
+            return
+        name, n_bytes = refused
+        self._show_upload(UploadCheck(path=None, filename=name, n_bytes=n_bytes,
+                                      error=oversize_message(n_bytes, self.max_upload_mb)))
+
+    def _show_upload(self, check: UploadCheck) -> None:
         self._upload = check
         text = html.escape(check.summary())
         if check.reasons:
@@ -382,30 +425,46 @@ class DashboardApp(pn.viewable.Viewer):
         cfg, tt, dt = self.cfg, float(ps.time_tol_min), float(ps.dist_tol_m)
 
         def fn(control: Any) -> dict[str, Any]:
-            doomed = prune(cfg, time_tol_min=tt, dist_tol_m=dt, dry_run=True, upload=upload,
-                           control=control)
-            return {"doomed": doomed, "time_tol_min": tt, "dist_tol_m": dt, "upload": upload}
+            res = prune(cfg, time_tol_min=tt, dist_tol_m=dt, dry_run=True, upload=upload,
+                        control=control)
+            return {"result": res, "doomed": res.doomed, "refusal": refusal_text(res),
+                    "time_tol_min": tt, "dist_tol_m": dt, "upload": upload}
 
         self.b_prune.disabled = True
+        self.w_force.value = False
+        self.w_force.visible = False
         self._start_job(self.prune_msg, "prune-preview", f"prune preview (±{tt:g} min, "
                         f"{dt:g} m)", fn,
-                        summarize=lambda r: f"{len(r['doomed'])} chip(s) would be removed")
+                        summarize=lambda r: f"{len(r['result'])} chip(s) would be removed")
 
     def _on_prune(self, _event: Any = None) -> None:
         preview = self.manager.result("prune-preview")
         if not preview:
             self._say(self.prune_msg, "run the dry-run preview first", error=True)
             return
+        # the guard: above ops.prune_max_share only with "Force" ticked after the preview
+        force = bool(preview["refusal"]) and bool(self.w_force.value)
+        if preview["refusal"] and not force:
+            self._say(self.prune_msg, preview["refusal"], error=True)
+            return
         cfg = self.cfg
 
-        def fn(control: Any) -> pd.DataFrame:
+        def fn(control: Any) -> Any:
             return prune(cfg, time_tol_min=preview["time_tol_min"],
                          dist_tol_m=preview["dist_tol_m"], dry_run=False,
-                         upload=preview["upload"], control=control)
+                         upload=preview["upload"], control=control, force=force)
 
         self.b_prune.disabled = True
-        self._start_job(self.prune_msg, "prune", "prune by AIS", fn,
-                        summarize=lambda d: f"removed {len(d)} chip(s)")
+        self.w_force.value = False
+        self.w_force.visible = False
+        self._start_job(self.prune_msg, "prune", "prune by AIS" + (" (forced)" if force
+                                                                   else ""), fn,
+                        summarize=lambda r: f"removed {len(r)} chip(s)")
+
+    def _on_force(self, event: param.parameterized.Event) -> None:
+        preview = self.manager.result("prune-preview")
+        if preview and preview["refusal"] and len(preview["doomed"]):
+            self.b_prune.disabled = not event.new
 
     def _on_retry(self, _event: Any = None) -> None:
         cfg, limit = self.settings.config(self.cfg), int(self.ops_settings.retry_limit)
@@ -478,20 +537,32 @@ class DashboardApp(pn.viewable.Viewer):
         kind = st["kind"]
         if kind == "prune" and self.manager.result("prune") is not None:
             done = self.manager.result("prune")
-            self.prune_msg.object = f"removed {len(done)} chip(s) from every store"
-            self.prune_table.object = done.head(10)
+            text = f"removed {len(done)} chip(s) from every store"
+            if done.area is not None:
+                rel = f"pruned/{done.area.name}"
+                text += (f"; moved to `{html.escape(rel)}` (undo: `s2xr prune --undo "
+                         f"{html.escape(rel)}`; `s2xr vacuum` empties it after "
+                         f"{self.cfg.ops.pruned_retention_days:g} day(s))")
+            self.prune_msg.object = text
+            self.prune_table.object = done.doomed.head(10)
             self.prune_table.visible = len(done) > 0
             self.b_prune.disabled = True
+            self.w_force.visible = False
         elif kind == "prune-preview" and self.manager.result("prune-preview") is not None:
             preview = self.manager.result("prune-preview")
             n = len(preview["doomed"])
-            self.prune_msg.object = (f"dry run: **{n}** chip(s) would be removed "
-                                     f"(±{preview['time_tol_min']:g} min, "
-                                     f"{preview['dist_tol_m']:g} m)")
+            text = (f"dry run: **{n}** chip(s) would be removed "
+                    f"(±{preview['time_tol_min']:g} min, {preview['dist_tol_m']:g} m)")
+            if preview["refusal"]:
+                text += (f"<br><span class='s2xr-error'>a prune would be refused: "
+                         f"{html.escape(preview['refusal'])}</span>")
+            self.prune_msg.object = text
             self.prune_table.object = preview["doomed"].head(10)
             self.prune_table.visible = n > 0
             self.b_prune.label = f"Prune {n} chip(s)"
-            self.b_prune.disabled = n == 0
+            self.w_force.visible = bool(preview["refusal"]) and n > 0
+            self.b_prune.disabled = n == 0 or (bool(preview["refusal"]) and
+                                               not self.w_force.value)
         elif kind in ("retry", "qa-report") and st["result"]:
             self.ops_msg.object = html.escape(st["result"])
         elif kind == "chip" and st["result"]:
@@ -602,10 +673,13 @@ class DashboardApp(pn.viewable.Viewer):
 
 def create_app(config_path: str | Path | None = None) -> pn.template.BaseTemplate:
     """The served page for one session."""
+    doc = pn.state.curdoc
+    if doc is not None and doc.session_context is not None:  # the upload's refusal labels
+        doc.js_on_event("document_ready", filepond_labels_callback())
     return DashboardApp(get_manager(config_path)).template()
 
 
 if pn.state.served:  # `panel serve dashboards/app.py` / `s2xr dashboard`
-    pn.extension("tabulator")
+    pn.extension("tabulator", "filedropper")
     hv.extension("bokeh", logo=False)
     create_app().servable(title="s2xr dashboard")

@@ -19,6 +19,15 @@ import click
 from s2xr.errors import ConfigError
 
 LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
+MB = 1_000_000  # upload sizes: decimal MB, as the browser's upload widget counts them
+UPLOAD_CHUNK_BYTES = 4 * MB  # the upload widget sends a file in chunks of this size
+
+
+def websocket_max_message_bytes(chunk_bytes: int = UPLOAD_CHUNK_BYTES) -> int:
+    """The websocket message limit ``s2xr dashboard`` sets: one upload chunk (base64 in the
+    worst case) plus 1 MB for the rest of a message. Uploads travel in chunks, so it does not
+    bound the file size (``--max-upload-mb`` does, checked in the browser before sending)."""
+    return math.ceil(chunk_bytes * 4 / 3) + MB
 APP_PATH = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
 
 
@@ -62,10 +71,12 @@ def panel_serve_args(*, config_path: str | None, port: int, address: str,
         raise ConfigError(f"--basic-auth {basic_auth}: file not found")
     if not APP_PATH.is_file():
         raise ConfigError(f"dashboard app {APP_PATH} is missing; reinstall s2xr")
-    # uploads travel base64-encoded over the websocket: its limit bounds the upload size
-    ws_mb = math.ceil(max_upload_mb * 4 / 3) + 2
+    if not max_upload_mb > 0:
+        raise ConfigError(f"--max-upload-mb {max_upload_mb:g}: must be more than 0")
+    # uploads travel in chunks: the websocket limit is set from the chunk, not the file
     args = ["serve", str(APP_PATH), "--address", address, "--port", str(port),
-            "--websocket-max-message-size", str(ws_mb * 2**20), "--num-procs", "1"]
+            "--websocket-max-message-size", str(websocket_max_message_bytes()),
+            "--num-procs", "1"]
     origins = list(allow_websocket_origin)
     if is_local(address):
         origins += [f"127.0.0.1:{port}", f"localhost:{port}"]
@@ -123,7 +134,9 @@ def _fernet_key() -> str:
               help="Map tiles: an xyzservices name (OpenStreetMap.Mapnik) or a {z}/{x}/{y} "
                    "URL template (needs internet; default: none, footprints only).")
 @click.option("--max-upload-mb", type=float, default=50.0, show_default=True,
-              help="Largest AIS file accepted by the upload.")
+              envvar="S2XR_DASHBOARD_MAX_UPLOAD_MB",
+              help="Largest AIS file (MB, 10^6 bytes) the upload accepts; checked in the "
+                   "browser before sending. Env: S2XR_DASHBOARD_MAX_UPLOAD_MB.")
 @click.option("--show", is_flag=True, help="Open a browser.")
 def dashboard(config_path: str | None, port: int, address: str, basic_auth: str | None,
               cookie_secret: str | None, oauth_provider: str | None, oauth_key: str | None,

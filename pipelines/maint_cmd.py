@@ -39,16 +39,23 @@ def doctor(config_path: str | None, out: str | None, offline: bool,
 @click.option("--out", default=None, help="Dataset root (overrides storage.root).")
 @click.option("--rm-empty", is_flag=True, help="Also remove empty directories under chips/ "
               "and ais/.")
-def vacuum(config_path: str | None, out: str | None, rm_empty: bool) -> None:
-    """Repair (orphans, temp files) and compact the dataset and its ops DB."""
+@click.option("--purge-pruned", is_flag=True, help="Empty every pruned/ area now (default: "
+              "those older than ops.pruned_retention_days).")
+def vacuum(config_path: str | None, out: str | None, rm_empty: bool,
+           purge_pruned: bool) -> None:
+    """Repair (orphans, temp files) and compact the dataset and its ops DB; empty the
+    pruned/ areas older than ops.pruned_retention_days (what `s2xr prune` moved aside)."""
     from s2xr.ops.maintenance import vacuum_dataset
 
     cfg = resolve_config(config_path, out=out)
-    rep = vacuum_dataset(cfg.storage.root, db_path(cfg), rm_empty=rm_empty)
+    rep = vacuum_dataset(cfg.storage.root, db_path(cfg), rm_empty=rm_empty,
+                         pruned_retention_days=cfg.ops.pruned_retention_days,
+                         purge_pruned=purge_pruned)
     click.echo(f"ops DB {rep.db_bytes_before:,} → {rep.db_bytes_after:,} bytes; removed "
                f"{rep.orphan_files_removed} orphan file(s), {rep.temp_files_removed} temp "
                f"file(s), {rep.cube_rows_dropped} stray cube row(s), "
-               f"{rep.empty_dirs_removed} empty dir(s)")
+               f"{rep.empty_dirs_removed} empty dir(s), {rep.pruned_areas_removed} pruned "
+               "area(s)")
 
 
 @click.command("publish")

@@ -10,7 +10,6 @@ import pandas as pd
 from pipelines.chip_job import db_path, run_chip_job
 from pipelines.options import config_option, resolve_config
 from pipelines.run_job import serve_embedded_stac
-from s2xr.ais import read_ais_table
 from s2xr.ops import JobStore, connect
 from s2xr.store.consistency import dataset_lock
 from s2xr.store.prune import prune_chips
@@ -75,23 +74,43 @@ def ops_retry(config_path: str | None, out: str | None, limit: int | None) -> No
 @click.option("--time-tol-min", type=float, default=10.0, show_default=True)
 @click.option("--dist-tol-m", type=float, default=500.0, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("--force", is_flag=True, help="Remove even more than ops.prune_max_share of "
+              "the chips.")
+@click.option("--undo", "undo_area", default=None, metavar="DIR",
+              help="Put back what a prune moved to DIR (pruned/YYYYMMDDTHHMMSS).")
 def prune(config_path: str | None, out: str | None, ais_path: str | None, time_tol_min: float,
-          dist_tol_m: float, dry_run: bool) -> None:
-    """Remove chips whose AIS record is missing or beyond tolerance (every store at once)."""
+          dist_tol_m: float, dry_run: bool, force: bool, undo_area: str | None) -> None:
+    """Remove chips whose AIS record is missing or beyond tolerance (every store at once).
+
+    Refuses to remove more than ops.prune_max_share of the chips without --force. Removed
+    chips (files, index and cube rows) are moved to {root}/pruned/YYYYMMDDTHHMMSS/, which
+    `s2xr prune --undo DIR` puts back and `s2xr vacuum` empties after
+    ops.pruned_retention_days."""
+    from s2xr.store.prune import PRUNED_DIR, load_observations, unprune
+
     cfg = resolve_config(config_path, out=out)
-    if ais_path:
-        obs = read_ais_table(ais_path).points
-    else:
-        with connect(db_path(cfg)) as c:
-            obs = pd.read_sql_query("SELECT mmsi, time, lat, lon, sog, cog FROM "
-                                    "ais_observations", c)
-    with dataset_lock(Path(cfg.storage.root)):
-        doomed = prune_chips(cfg.storage.root, obs, time_tol_min=time_tol_min,
-                             dist_tol_m=dist_tol_m, dry_run=dry_run)
+    root = Path(cfg.storage.root)
+    if undo_area:
+        with dataset_lock(root):
+            rows = unprune(root, undo_area)
+        click.echo(f"restored {len(rows)} chip(s) from {undo_area}")
+        return
+    obs = load_observations(db_path(cfg), ais_path)
+    with dataset_lock(root):
+        res = prune_chips(root, obs, time_tol_min=time_tol_min, dist_tol_m=dist_tol_m,
+                          dry_run=dry_run, max_share=cfg.ops.prune_max_share, force=force)
     verb = "would remove" if dry_run else "removed"
-    click.echo(f"{verb} {len(doomed)} chip(s)")
-    for r in doomed.head(20).itertuples():
+    click.echo(f"{verb} {len(res)} chip(s) of {res.n_chips}")
+    for r in res.doomed.head(20).itertuples():
         click.echo(f"  {r.chip_id}  {r.mmsi}  {r.prune_reason}")
+    if len(res) > 20:
+        click.echo(f"  … and {len(res) - 20} more")
+    if dry_run and res.refusal:
+        click.echo(f"a prune would be refused: {res.refusal}")
+    if res.area is not None:
+        rel = f"{PRUNED_DIR}/{res.area.name}"
+        click.echo(f"moved to {res.area} (undo: s2xr prune --undo {rel}; `s2xr vacuum` "
+                   f"empties it after {cfg.ops.pruned_retention_days:g} day(s))")
 
 
 @click.command("publish-stac")

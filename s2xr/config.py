@@ -115,6 +115,8 @@ class OpsConfig(_Section):
     initial_backoff_min: float = Field(5.0, ge=0)
     max_backoff_hours: float = Field(24.0, ge=0)
     lag_days: float = Field(2.0, ge=0)
+    prune_max_share: float = Field(0.2, ge=0, le=1)  # s2xr prune refuses more without --force
+    pruned_retention_days: float = Field(7.0, ge=0)  # s2xr vacuum empties older pruned/ areas
 
 
 class DaskConfig(_Section):

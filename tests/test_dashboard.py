@@ -17,7 +17,13 @@ from click.testing import CliRunner
 pn = pytest.importorskip("panel")
 
 from dashboards import gallery, plots, views  # noqa: E402
-from dashboards.actions import prune, safe_upload_name, save_upload  # noqa: E402
+from dashboards.actions import (  # noqa: E402
+    UploadCheck,
+    prune,
+    refusal_text,
+    safe_upload_name,
+    save_upload,
+)
 from dashboards.controls import (  # noqa: E402
     AIS_CAPTURE,
     AIS_SYNTHETIC,
@@ -26,11 +32,18 @@ from dashboards.controls import (  # noqa: E402
 )
 from dashboards.state import JobBusyError, JobManager, LogTail, get_manager  # noqa: E402
 from pipelines.chip_job import run_chip_job  # noqa: E402
-from pipelines.dashboard_cmd import dashboard, is_local, panel_serve_args  # noqa: E402
+from pipelines.dashboard_cmd import (  # noqa: E402
+    UPLOAD_CHUNK_BYTES,
+    dashboard,
+    is_local,
+    panel_serve_args,
+    websocket_max_message_bytes,
+)
 from pipelines.run_job import RunOptions  # noqa: E402
 from s2xr.config import build_config  # noqa: E402
 from s2xr.errors import ConfigError, InputError  # noqa: E402
 from s2xr.store import open_chips, read_index  # noqa: E402
+from s2xr.store.prune import PruneRefusedError  # noqa: E402
 
 
 def embedded_cfg(root: Path, **sections: dict):
@@ -79,11 +92,22 @@ def test_public_address_with_auth(tmp_path):
                          basic_auth=str(tmp_path / "missing.txt"))
 
 
-def test_upload_size_bounds_the_websocket_message():
-    args = panel_serve_args(config_path=None, port=5006, address="127.0.0.1",
-                            max_upload_mb=3)
-    limit = int(args[args.index("--websocket-max-message-size") + 1])
-    assert 4 * 2**20 <= limit <= 8 * 2**20  # base64 of 3 MB plus a margin, not Bokeh's 20 MB
+def test_websocket_limit_is_explicit_and_fits_an_upload_chunk():
+    """Item 9: uploads travel in chunks, so the websocket limit is set from the chunk (not
+    Bokeh's 20 MB default, not the file): any --max-upload-mb fits, none drops the session."""
+    from dashboards.upload import AisUploader
+
+    limits = set()
+    for mb in (0.5, 3, 50, 2000):
+        args = panel_serve_args(config_path=None, port=5006, address="127.0.0.1",
+                                max_upload_mb=mb)
+        limits.add(int(args[args.index("--websocket-max-message-size") + 1]))
+    (limit,) = limits
+    assert limit == websocket_max_message_bytes()
+    chunk = AisUploader().chunk_size
+    assert chunk == UPLOAD_CHUNK_BYTES and chunk * 4 / 3 < limit <= 8 * 2**20
+    with pytest.raises(ConfigError, match="max-upload-mb"):
+        panel_serve_args(config_path=None, port=5006, address="127.0.0.1", max_upload_mb=0)
 
 
 # ----------------------------------------------------------------------------- settings
@@ -134,8 +158,9 @@ def test_upload_is_saved_and_validated(world, tmp_path):
     assert not wrong.ok and "mmsi" in wrong.error
     assert "unsupported file type" in save_upload(tmp_path, "x.exe", b"MZ").error
     assert "empty" in save_upload(tmp_path, "x.csv", b"").error
-    big = save_upload(tmp_path, "big.csv", b"x" * (2 * 2**20), max_mb=1)
-    assert "upload limit" in big.error and big.path is None
+    big = save_upload(tmp_path, "big.csv", b"x" * 2_100_000, max_mb=1)
+    assert big.error == ("file is 2.1 MB; the upload limit is 1 MB; use `s2xr chip --ais "
+                         "FILE` for large files") and big.path is None
     assert safe_upload_name("a b/../c$.xlsx") == "c_.xlsx"
     assert safe_upload_name("..") == "upload"
 
@@ -171,13 +196,13 @@ def test_manager_runs_one_job_at_a_time_and_stops(tmp_path):
             return "stopped cleanly"
 
         mgr.start("run", "a long job", wait_for_stop)
-        assert started.wait(5)
+        assert started.wait(60)
         st = mgr.status()
         assert st["state"] == "running" and st["stage"] == "collect" and st["total"] == 10
         with pytest.raises(JobBusyError):
             mgr.start("run", "another", lambda c: None)
         assert mgr.stop()
-        assert mgr.join(5)
+        assert mgr.join(60)
         st = mgr.status()
         assert st["state"] == "stopped" and st["stage"] == "stopped"
         assert any("stop requested" in ln for ln in mgr.log_lines())
@@ -187,12 +212,12 @@ def test_manager_runs_one_job_at_a_time_and_stops(tmp_path):
             raise InputError("planning.tiles: no tiles")
 
         mgr.start("run", "failing", boom)
-        mgr.join(5)
+        mgr.join(60)
         st = mgr.status()
         assert st["state"] == "failed" and "no tiles" in st["error"]
         assert any("failed" in ln for ln in mgr.log_lines())
         mgr.start("qa", "value", lambda c: 42)
-        mgr.join(5)
+        mgr.join(60)
         assert mgr.status()["state"] == "done" and mgr.result("qa") == 42
     finally:
         mgr.close()
@@ -292,15 +317,129 @@ def test_prune_preview_then_prune(chipped, tmp_path):
         obs = pd.read_sql_query("SELECT * FROM ais_observations", c)
     obs.loc[obs.mmsi.isin(keep)].to_csv(obs_path, index=False)
     preview = prune(cfg, time_tol_min=10, dist_tol_m=500, dry_run=True, upload=obs_path)
-    assert len(preview) and set(preview.mmsi) == set(idx.mmsi) - set(keep)
+    assert len(preview) and set(preview.doomed.mmsi) == set(idx.mmsi) - set(keep)
     assert len(read_index(root)) == len(idx)  # a dry run removes nothing
-    done = prune(cfg, time_tol_min=10, dist_tol_m=500, dry_run=False, upload=obs_path)
-    assert set(done.chip_id) == set(preview.chip_id)
+    # most of the dataset: refused (the dashboard's words) unless forced
+    assert preview.refusal and "Force" in refusal_text(preview)
+    with pytest.raises(PruneRefusedError, match="tick “Force”"):
+        prune(cfg, time_tol_min=10, dist_tol_m=500, dry_run=False, upload=obs_path)
+    assert len(read_index(root)) == len(idx)
+    done = prune(cfg, time_tol_min=10, dist_tol_m=500, dry_run=False, upload=obs_path,
+                 force=True)
+    assert set(done.doomed.chip_id) == set(preview.doomed.chip_id)
+    assert done.area is not None and done.area.parent == root / "pruned"
     after = read_index(root)
     assert set(after.mmsi) <= set(keep)
     passed = set(after.loc[after.qa_pass, "chip_id"])
     assert set(open_chips(root).chip_id.values) == passed
     assert {p.stem for p in (root / "chips").rglob("*.tif")} == passed
+
+
+def test_prune_view_shows_the_refusal_and_forces_only_explicitly(chipped, tmp_path):
+    """Item 6 in the dashboard: the preview shows the guard's refusal; Prune does nothing
+    until "Force" is ticked; then the chips go to pruned/ and the view says how to undo."""
+    import shutil
+
+    from dashboards.app import DashboardApp
+    from dashboards.controls import OBS_UPLOAD
+
+    root0, cfg0 = chipped
+    root = tmp_path / "copy"
+    shutil.copytree(root0, root)
+    cfg = build_config({**cfg0.model_dump(mode="json", exclude={"ais": {"api_key"}}),
+                        "storage": {"root": str(root)}}, environ={}, dotenv_path=None)
+    idx = read_index(root)
+    keep = sorted(idx.mmsi.unique())[:3]
+    from s2xr.ops import connect
+
+    with connect(root / "ops.sqlite") as c:
+        obs = pd.read_sql_query("SELECT * FROM ais_observations", c)
+    obs_path = tmp_path / "few.csv"
+    obs.loc[obs.mmsi.isin(keep)].to_csv(obs_path, index=False)
+    mgr = JobManager(cfg)
+    try:
+        app = DashboardApp(mgr)
+        app._upload = UploadCheck(path=obs_path, filename="few.csv", n_bytes=1, n_points=1)
+        app.prune_settings.observations = OBS_UPLOAD
+        app._on_prune_preview()
+        assert mgr.join(60)
+        app._update_status()
+        n = int((~idx.mmsi.isin(keep)).sum())
+        assert f"dry run: **{n}** chip(s) would be removed" in app.prune_msg.object
+        assert "a prune would be refused" in app.prune_msg.object
+        assert "ops.prune_max_share (20 %)" in app.prune_msg.object
+        assert app.w_force.visible and not app.w_force.value and app.b_prune.disabled
+        app._on_prune()  # not forced: refused with the reason, nothing started
+        assert "refusing to prune" in app.prune_msg.object
+        assert mgr.result("prune") is None and len(read_index(root)) == len(idx)
+        app.w_force.value = True  # explicitly
+        assert not app.b_prune.disabled
+        app._on_prune()
+        assert mgr.join(120)
+        app._update_status()
+        assert f"removed {n} chip(s) from every store" in app.prune_msg.object
+        assert "s2xr prune --undo pruned/" in app.prune_msg.object
+        assert set(read_index(root).mmsi) <= set(keep)
+        assert not app.w_force.value and not app.w_force.visible
+    finally:
+        mgr.close()
+
+
+def test_upload_over_the_limit_gives_a_message_not_a_dropped_session(world, tmp_path):
+    """Item 9: the upload widget refuses an oversize file in the browser (FilePond's
+    max_file_size); chunks of one that arrive anyway are dropped with a clear message; a
+    file within the limit arrives in chunks and is validated."""
+    import asyncio
+
+    from dashboards.app import DashboardApp
+
+    cfg = embedded_cfg(tmp_path / "fresh")
+
+    class Ev:
+        event_name = "upload_event"
+
+        def __init__(self, name, chunk, total, data):
+            self.data = {"name": name, "chunk": chunk, "total_chunks": total,
+                         "data": data, "type": "text/csv"}
+
+    def send(widget, name, payload):
+        size = widget.chunk_size
+        total = -(-(len(payload) + 1) // size)  # as FilePond: ceil((size + 1) / chunk)
+        for k in range(total):
+            widget._process_event(Ev(name, k + 1, total, payload[k * size:(k + 1) * size]))
+
+    mgr = JobManager(cfg)
+    try:
+        app = DashboardApp(mgr)
+        up = app.w_upload
+        assert isinstance(up, pn.widgets.FileDropper)  # chunked: no message above the limit
+        assert up.max_file_size == "50000KB"  # the browser refuses more before sending
+        up.max_mb = 1
+        app.max_upload_mb = 1
+        assert up.max_file_size == "1000KB"
+        up.chunk_size = 400_000
+        handled = []
+        up.param.watch(lambda e: handled.append(e.new), "uploaded")
+        send(up, "huge.csv", b"x" * 2_500_000)
+        assert not handled and not up._file_buffer  # dropped, not kept in memory
+        msg = app.upload_msg.object
+        assert "Refused huge.csv: file is more than 2.4 MB; the upload limit is 1 MB; use " \
+               "`s2xr chip --ais FILE` for large files" in msg, msg
+        assert app.b_chip_upload.disabled
+        # the browser's own refusal (FilePond, before sending) reaches the same message
+        app.w_upload_refused.value = '["big.csv", 5000000, 1]'
+        assert ("Refused big.csv: file is 5.0 MB; the upload limit is 1 MB; use `s2xr chip "
+                "--ais FILE` for large files") in app.upload_msg.object
+        good = Path(world.ais_path).read_bytes()[:600_000]
+        good = good[:good.rindex(b"\n") + 1]
+        send(up, "ships.csv", good)
+        assert handled and handled[-1] == ("ships.csv", good)
+        asyncio.run(app._on_upload(type("E", (), {"new": handled[-1]})()))
+        assert "Accepted ships.csv" in app.upload_msg.object
+        assert not app.b_chip_upload.disabled
+        assert up.value == {}  # the bytes are not kept twice
+    finally:
+        mgr.close()
 
 
 # ----------------------------------------------------------------------------- app
@@ -322,7 +461,7 @@ def test_app_builds_and_refuses_bad_starts(chipped):
         app._on_start()  # one job at a time: refused with the reason, nothing started
         assert "a job is running" in app.run_msg.object
         release.set()
-        mgr.join(5)
+        mgr.join(60)
         row = read_index(root).iloc[0]
         layout = gallery.detail_layout(root, str(row.chip_id), row,
                                        gallery.chip_images(root, str(row.chip_id)))

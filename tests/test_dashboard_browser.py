@@ -163,11 +163,16 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
         expect = set(idx.loc[~idx.mmsi.isin(keep), "chip_id"])
         assert f"{len(expect)} chip(s) would be removed" in page.text(".s2xr-prune-msg")
         assert len(read_index(root)) == len(idx)  # the preview removed nothing
+        # most of the dataset: the guard refuses unless "Force" is ticked explicitly
+        assert "a prune would be refused" in page.text(".s2xr-prune-msg")
+        assert page.button(f"Prune {len(expect)} chip(s)").is_disabled()
         page.shot(artifacts / "06_prune_preview.png", full_page=True)
+        page.page.locator(".s2xr-prune-force input[type=checkbox]").first.check()
         page.click(f"Prune {len(expect)} chip(s)")
         page.wait_for(lambda: "from every store" in page.text(".s2xr-prune-msg"),
                       timeout_s=60, what="the prune")
         assert f"removed {len(expect)} chip(s)" in page.text(".s2xr-prune-msg")
+        assert "s2xr prune --undo pruned/" in page.text(".s2xr-prune-msg")
         after = consistent(root)
         assert after == ui_chips - expect
         assert set(read_index(root).mmsi) <= set(keep)
@@ -214,3 +219,46 @@ def test_fresh_machine_offers_to_build_the_world(tmp_path, artifacts):
         page.tab("Map")
         page.page.locator(".s2xr-map canvas").first.wait_for(timeout=60_000)
         assert not page.errors(), page.errors()
+
+
+def test_oversize_upload_is_refused_in_the_browser(tmp_path, artifacts):
+    """Item 9: a file above --max-upload-mb (and above what one websocket message may carry)
+    is refused by the upload widget in the browser with the limit and the CLI alternative;
+    the session stays connected and the next (small) upload is checked as usual."""
+    data = yaml.safe_load(Path("configs/demo.yaml").read_text())
+    data["storage"]["root"] = str(tmp_path / "ds")
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    big = tmp_path / "big.csv"  # 5 MB: base64 over the old websocket limit for 1 MB
+    row = b"235000001,36.00000,-5.40000,2026-10-02T11:00:00Z\n"
+    big.write_bytes(b"mmsi,lat,lon,time\n" + row * (5_000_000 // len(row)))
+    good = tmp_path / "two_ships.csv"
+    good.write_text("mmsi,lat,lon,time\n235000001,36.0,-5.4,2026-10-02T11:00:00Z\n"
+                    "235000002,36.1,-5.3,2026-10-02T11:00:00Z\n")
+    with DashboardServer(cfg_path, log_path=artifacts / "upload-server.log",
+                         extra_args=["--max-upload-mb", "1"]) as server, \
+            chromium() as browser:
+        page = DashboardPage(browser.new_page(viewport={"width": 1400, "height": 1000}))
+        page.open(server.url)
+        assert "at most 1 MB" in page.text(".s2xr-upload-msg")
+        page.upload(big)
+        page.wait_for(lambda: "upload limit 1 MB" in page.text(".s2xr-upload"),
+                      timeout_s=30, what="the refusal in the upload widget")
+        text = page.text(".s2xr-upload")
+        assert "Too large" in text and "big.csv" in text, text
+        assert "5 MB" in text or "5.0 MB" in text  # the file's own size, beside its name
+        # and the full message beside the widget, from the server
+        page.wait_for(lambda: "Refused" in page.text(".s2xr-upload-msg"), timeout_s=15,
+                      what="the refusal message")
+        assert ("Refused big.csv: file is 5.0 MB; the upload limit is 1 MB; use s2xr chip "
+                "--ais FILE for large files") in page.text(".s2xr-upload-msg")
+        page.page.locator(".s2xr-upload").first.scroll_into_view_if_needed()
+        page.shot(artifacts / "07_upload_over_the_limit.png")
+        # still connected: the next upload reaches the server and is validated
+        page.upload(good)
+        page.wait_for(lambda: "Accepted" in page.text(".s2xr-upload-msg"), timeout_s=30,
+                      what="the small upload's check")
+        assert "2 ship(s)" in page.text(".s2xr-upload-msg")
+        assert page.state() == "idle"
+        assert not page.errors(), page.errors()
+        assert "WebSocket connection closed" not in server.log_tail(200)

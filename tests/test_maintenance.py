@@ -122,6 +122,58 @@ def test_vacuum_repairs_and_compacts(small_run, tmp_path):
     assert set(open_chips(root).chip_id.values) == passed
 
 
+def test_vacuum_empties_pruned_areas_after_their_retention(small_run, tmp_path):
+    """What `s2xr prune` moved to pruned/YYYYMMDDTHHMMSS/ stays there (for --undo) until
+    ops.pruned_retention_days have passed, or `vacuum --purge-pruned`; areas a prune left
+    half written go on the next vacuum; anything else under pruned/ is left alone."""
+    import shutil
+
+    src, _ = small_run
+    root = tmp_path / "copy"
+    shutil.copytree(src, root)
+    cfg = _write_cfg(tmp_path, storage={"root": str(root)})
+    idx = read_index(root)
+    passed = set(idx.loc[idx.qa_pass, "chip_id"])
+    one = int(idx.loc[idx.qa_pass, "mmsi"].iloc[0])
+    with connect(root / "ops.sqlite") as c:
+        obs = pd.read_sql_query("SELECT * FROM ais_observations", c)
+    res = CliRunner().invoke(main, ["prune", "--config", cfg, "--force", "--ais",
+                                    str(_csv(tmp_path, obs.loc[obs.mmsi != one]))])
+    assert res.exit_code == 0, res.output
+    pruned = root / "pruned"
+    (recent,) = list(pruned.iterdir())
+    old = pruned / "20200101T000000"
+    shutil.copytree(recent, old)
+    half = pruned / "20250101T000000.partial"
+    half.mkdir()
+    (half / "index_rows.parquet").write_bytes(b"x")
+    notes = pruned / "notes"
+    notes.mkdir()
+    res = CliRunner().invoke(main, ["vacuum", "--config", cfg])
+    assert res.exit_code == 0, res.output
+    assert "2 pruned area(s)" in res.output
+    assert not old.exists() and not half.exists() and recent.is_dir() and notes.is_dir()
+    assert (recent / "prune.json").is_file()  # kept for `s2xr prune --undo`
+    remaining = set(read_index(root).chip_id)
+    assert set(open_chips(root).chip_id.values) == passed & remaining
+    res = CliRunner().invoke(main, ["vacuum", "--config", cfg, "--purge-pruned"])
+    assert res.exit_code == 0, res.output
+    assert "1 pruned area(s)" in res.output
+    assert not recent.exists() and notes.is_dir()
+    assert set(open_chips(root).chip_id.values) == passed & remaining
+    # a retention of 0 days empties an area on the next vacuum
+    from s2xr.ops.maintenance import expire_pruned
+
+    (pruned / "20260101T000000").mkdir()
+    assert expire_pruned(root, retention_days=0) == 1
+
+
+def _csv(tmp_path, df):
+    path = tmp_path / "obs.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
 def test_publish_writes_a_manifest_that_matches_the_index(small_run, tmp_path):
     root, _ = small_run
     cfg = _write_cfg(tmp_path, storage={"root": str(root)})

@@ -111,7 +111,7 @@ def test_prune_by_ais_keeps_stores_consistent(world, stac_server, tmp_path):
     shifted = idx.loc[idx.qa_pass & ~idx.mmsi.isin(victims), "mmsi"].iloc[0]
     obs = ais.loc[~ais.mmsi.isin(victims)].copy()  # their AIS records are gone
     obs.loc[obs.mmsi == shifted, "lat"] += 0.01  # ~1.1 km off: beyond 500 m
-    dry = prune_chips(root, obs, time_tol_min=10, dist_tol_m=500, dry_run=True)
+    dry = prune_chips(root, obs, time_tol_min=10, dist_tol_m=500, dry_run=True).doomed
     assert assert_consistent(root) == before  # dry run touches nothing
     expected = set(idx.loc[idx.mmsi.isin([*victims, shifted]), "chip_id"])
     assert set(dry.chip_id) == expected

@@ -41,6 +41,7 @@ ALIASES = {
     "length": "length", "beam": "beam", "width": "beam",
     "shipname": "ship_name", "name": "ship_name", "vesselname": "ship_name",
     "overpasstime": "overpass_time",
+    "capturedtime": "time",  # the predecessor's AIS snapshots and ops DB
     "tobow": "to_bow", "tostern": "to_stern", "toport": "to_port",
     "tostarboard": "to_starboard", "dimensiona": "to_bow", "dimensionb": "to_stern",
     "dimensionc": "to_port", "dimensiond": "to_starboard",

@@ -1,4 +1,5 @@
-"""Dataset maintenance: ``vacuum`` (compact and tidy) and ``publish`` (a manifest).
+"""Dataset maintenance: ``vacuum`` (compact, tidy, expire pruned areas) and ``publish``
+(a manifest).
 
 Both hold the dataset lock while they change anything, so they never race a chip job.
 """
@@ -9,6 +10,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import shutil
 import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from s2xr.store.consistency import dataset_lock, reconcile
 from s2xr.store.cube import CUBE_NAME
 from s2xr.store.index import index_path, read_index
 from s2xr.store.layout import atomic_write_text
+from s2xr.store.prune import AREA_TIME_FORMAT, PARTIAL_SUFFIX, PRUNED_DIR
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ class VacuumReport:
     orphan_files_removed: int
     temp_files_removed: int
     empty_dirs_removed: int
+    pruned_areas_removed: int = 0
 
 
 def _size(path: Path) -> int:
@@ -54,13 +58,50 @@ def _remove_empty_dirs(top: Path) -> int:
     return n
 
 
-def vacuum_dataset(root: str | Path, db: str | Path, *, rm_empty: bool = False) -> VacuumReport:
+def expire_pruned(root: str | Path, *, retention_days: float = 7.0, purge: bool = False,
+                  now: pd.Timestamp | None = None) -> int:
+    """Empty ``{root}/pruned/``: remove the areas (``YYYYMMDDTHHMMSS``, UTC, from their
+    name) older than ``retention_days`` — all of them with ``purge`` — and every
+    ``….partial`` area (a prune that stopped before removing anything: the dataset still
+    has those chips). Directories not named like an area are left alone. Returns the
+    number of areas removed; the caller holds the dataset lock."""
+    base = Path(root) / PRUNED_DIR
+    if not base.is_dir():
+        return 0
+    cutoff = (now or pd.Timestamp.now(tz="UTC")) - pd.Timedelta(days=retention_days)
+    n = 0
+    for area in sorted(p for p in base.iterdir() if p.is_dir()):
+        if area.name.endswith(PARTIAL_SUFFIX):
+            expired = True
+        else:
+            try:
+                made = pd.to_datetime(area.name[:15], format=AREA_TIME_FORMAT, utc=True)
+            except ValueError:
+                log.warning("vacuum: %s is not a pruned area (YYYYMMDDTHHMMSS); left alone",
+                            area)
+                continue
+            expired = purge or made < cutoff
+        if expired:
+            shutil.rmtree(area)
+            n += 1
+            log.info("vacuum: removed pruned area %s", area)
+    if not any(base.iterdir()):
+        base.rmdir()
+    return n
+
+
+def vacuum_dataset(root: str | Path, db: str | Path, *, rm_empty: bool = False,
+                   pruned_retention_days: float = 7.0, purge_pruned: bool = False,
+                   now: pd.Timestamp | None = None) -> VacuumReport:
     """Repair and compact a dataset: reconcile cube and files with the index (temp files
-    and orphans removed), checkpoint and ``VACUUM`` the ops DB, and with ``rm_empty`` remove
-    empty directories under ``chips/`` and ``ais/``. Holds the dataset lock."""
+    and orphans removed), empty the ``pruned/`` areas older than ``pruned_retention_days``
+    (all with ``purge_pruned``), checkpoint and ``VACUUM`` the ops DB, and with ``rm_empty``
+    remove empty directories under ``chips/`` and ``ais/``. Holds the dataset lock."""
     root, db = Path(root), Path(db)
     with dataset_lock(root):
         rec = reconcile(root)
+        areas = expire_pruned(root, retention_days=pruned_retention_days, purge=purge_pruned,
+                              now=now)
         before = _size(db)
         if db.exists():
             conn = sqlite3.connect(db, timeout=30)
@@ -74,7 +115,7 @@ def vacuum_dataset(root: str | Path, db: str | Path, *, rm_empty: bool = False) 
         if rm_empty:
             empties = sum(_remove_empty_dirs(root / d) for d in ("chips", "ais"))
     rep = VacuumReport(before, after, rec.cube_rows_dropped, rec.files_removed,
-                       rec.temp_files_removed, empties)
+                       rec.temp_files_removed, empties, areas)
     log.info("vacuum %s: %s", root, rep)
     return rep
 
