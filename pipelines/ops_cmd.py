@@ -51,7 +51,9 @@ def ops() -> None:
 def ops_retry(config_path: str | None, out: str | None, limit: int | None) -> None:
     """Re-run failed/deferred jobs whose back-off has elapsed (max_retries enforced)."""
     cfg = resolve_config(config_path, out=out)
-    due = JobStore(db_path(cfg), cfg.ops).due(limit)
+    store = JobStore(db_path(cfg), cfg.ops)
+    store.recover()  # jobs a crashed or failed run left pending become due retries
+    due = store.due(limit)
     if due.empty:
         click.echo("no job is due for a retry")
         return
