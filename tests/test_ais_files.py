@@ -116,10 +116,13 @@ def test_dma_ship_type_names_and_overpass_time_only(tmp_path):
     # a table without time: time is NaT, overpass_time kept (the chip job uses it)
     ov = pd.DataFrame({"MMSI": [224000001], "Latitude": [36.0], "Longitude": [-5.4],
                        "overpass_time": ["2026-09-30T10:56:00Z"]})
-    t = read_ais_table(ov).points
+    table = read_ais_table(ov)
+    t = table.points
     assert t.time.isna().all() and str(t.time.dtype) == "datetime64[ns, UTC]"
     assert t.overpass_time.iloc[0] == pd.Timestamp("2026-09-30T10:56:00Z")
-    assert str(t.crs) == "EPSG:4326" and t.geometry.iloc[0].x == -5.4
+    assert "geometry" not in t  # built on request only (~200 B per point)
+    g = table.to_geodataframe()
+    assert str(g.crs) == "EPSG:4326" and g.geometry.iloc[0].x == -5.4
 
 
 def test_contract_dtypes_and_formats_round_trip(tmp_path):
@@ -128,7 +131,7 @@ def test_contract_dtypes_and_formats_round_trip(tmp_path):
     assert str(src.ship_type.dtype) == "Int64" and str(src.ship_name.dtype) == "string"
     for c in ("lat", "lon", "sog", "cog", "heading", "length", "beam"):
         assert src[c].dtype == "float64", c
-    plain = pd.DataFrame(src.drop(columns="geometry"))
+    plain = pd.DataFrame(src)
     plain.to_parquet(tmp_path / "a.parquet")
     plain.assign(time=plain.time.dt.tz_localize(None)).to_excel(tmp_path / "a.xlsx",
                                                                  index=False)

@@ -6,6 +6,8 @@ import json
 import shutil
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines.chip_job import run_chip_job
@@ -126,3 +128,36 @@ def test_path_parts_are_validated(tmp_path):
         chip_stem(tmp_path, "train", 224123456, pd.Timestamp("2026-01-01"), "../x")
     with pytest.raises(StorageError, match="tile ID"):
         safe_tile("30STE/../../x")
+
+
+def test_bad_mmsis_never_poison_the_dataset(world, stac_server, tmp_path):
+    """MMSIs that are not ITU-R M.585 identities are rejects with the raw text kept as
+    `value` and <NA> as `mmsi`, so rejects.parquet keeps its types and later jobs on the
+    same root append to it; none of them reaches a chip path or the index."""
+    ais = few_ships(world, 3)
+    path = tmp_path / "ais.csv"
+    ais.to_csv(path, index=False)
+    bad = ["../../tmp/x", "18446744073709551615", "2.35e8", '" 235000001 "', "123456789"]
+    blank = "," * (len(ais.columns) - 4)
+    with path.open("a") as f:
+        for m in bad:
+            f.write(f"{m},{ais.time[0]},36.0,-5.4{blank}\n")
+    cfg = cfg_for(tmp_path / "out", stac_server.url)
+    res = run_chip_job(cfg, path)
+    assert res.n_passed > 0
+    ais_rej = res.rejects.loc[res.rejects.stage == "ais"]
+    assert len(ais_rej) == len(bad) and ais_rej.mmsi.isna().all()
+    assert ais_rej.reason.str.startswith("mmsi: ").all()
+    rejects = tmp_path / "out" / "indexes" / "rejects.parquet"
+    stored = pd.read_parquet(rejects)
+    assert pa.types.is_integer(pq.read_schema(rejects).field("mmsi").type)
+    assert set(read_index(tmp_path / "out").mmsi) <= set(ais.mmsi)
+    # a second job with other rejects appends to the same typed file
+    more = pd.concat([few_ships(world, 2), pd.DataFrame({
+        "mmsi": [224000009, "oops"], "time": [ais.time[0]] * 2, "lat": [95.0, 36.0],
+        "lon": [-5.4, -5.4]})], ignore_index=True)
+    run_chip_job(cfg, more)
+    again = pd.read_parquet(rejects)
+    assert len(again) > len(stored)
+    assert pa.types.is_integer(pq.read_schema(rejects).field("mmsi").type)
+    assert 224000009 in set(again.mmsi.dropna().astype("int64"))

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from s2xr.ais.mmsi import parse_mmsi
 from s2xr.errors import InputError
 
 POSITION_TYPES = ("PositionReport", "StandardClassBPositionReport",
@@ -211,14 +212,15 @@ class FrameParser:
                 parse_aisstream_time(meta["time_utc"])
             except (ValueError, TypeError):
                 return self._skip("bad_time")
+        if mtype in CAPTURE_TYPES and isinstance(meta, dict) and "MMSI" in meta and \
+                parse_mmsi(meta["MMSI"]) is None:  # ITU-R M.585, as for files
+            return self._skip("bad_mmsi")
         try:
             kind, row = parse_aisstream_message(frame, provider=self.provider)
         except (KeyError, TypeError, ValueError, AttributeError):
             return self._skip("missing_field")
         if kind == "other" or row is None:
             return self._skip("other_type")
-        if not 100_000_000 <= row["mmsi"] <= 999_999_999:
-            return self._skip("bad_mmsi")
         if pd.isna(row["time"]):
             return self._skip("bad_time")
         now = now if now is not None else pd.Timestamp.now(tz="UTC")

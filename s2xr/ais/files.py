@@ -8,18 +8,45 @@ Longitude, ..., Ship type, ..., Width, Length`` with day-first times).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
 from s2xr.ais.aisstream import POSITION_ROW_COLUMNS, FrameParser
-from s2xr.ais.schema import AisTable, normalize_points
+from s2xr.ais.schema import (
+    CHUNK_ROWS,
+    REJECT_COLUMNS,
+    TEXT,
+    AisTable,
+    canonical_names,
+    normalize_chunks,
+    normalize_points,
+)
 from s2xr.ais.tracks import join_static, static_table
 from s2xr.errors import InputError
 
 log = logging.getLogger(__name__)
+
+# canonical columns a CSV reader keeps as text (validated or parsed as written)
+TEXT_COLUMNS = ("mmsi", "time", "overpass_time", "ship_name", "source", "provider", "tile_id",
+                "call_sign", "message_type")
+
+
+def release_free_memory() -> None:
+    """Hand the memory the chunks were parsed in back to the OS: Arrow's pool keeps freed
+    blocks, and glibc keeps freed heap pages (``malloc_trim``) — after a big file that is
+    as much again as the points themselves. A no-op where neither applies."""
+    import ctypes
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(ctypes.c_size_t(0))
 
 
 def read_aisstream_jsonl(path: Path, *, provider: str = "aisstream"
@@ -118,13 +145,55 @@ def read_nmea(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pos, pd.DataFrame(rejects, columns=["row", "mmsi", "field", "value", "reason"])
 
 
-def read_ais_table(source: str | Path | pd.DataFrame, *, provider: str | None = None
-                   ) -> AisTable:
+def _csv_chunks(path: Path, chunk_rows: int) -> tuple[list[str], Iterator[pd.DataFrame], bool]:
+    """(header, chunks of the recognised columns, day-first?) of a CSV file. MMSI, time and
+    the text columns are read as text, so an MMSI is validated as written ("2.35e8" is not
+    235000000)."""
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        head = fh.readline()
+    dayfirst = "# Timestamp" in head or "Type of mobile" in head  # DMA layout
+    header = list(pd.read_csv(path, nrows=0, encoding_errors="replace").columns)
+    names = canonical_names(header)
+    text = {col for col, name in names.items() if name in TEXT_COLUMNS}
+    reader = pd.read_csv(path, usecols=list(names), chunksize=chunk_rows,
+                         dtype={c: str for c in text}, encoding_errors="replace",
+                         low_memory=False)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        with reader:
+            yield from reader
+
+    return header, chunks(), dayfirst
+
+
+def _parquet_chunks(path: Path, chunk_rows: int) -> tuple[list[str], Iterator[pd.DataFrame]]:
+    """(header, record batches of the recognised columns as DataFrames) of a Parquet file."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    header = list(pf.schema_arrow.names)
+    cols = list(canonical_names(header))
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=cols):
+            yield batch.to_pandas()
+
+    return header, chunks()
+
+
+def read_ais_table(source: str | Path | pd.DataFrame, *, provider: str | None = None,
+                   chunk_rows: int = CHUNK_ROWS) -> AisTable:
     """Read and validate AIS points from a file or DataFrame → :class:`AisTable`.
 
     Formats by extension: .csv, .xlsx/.xls, .parquet, .nmea/.txt/.ais (AIVDM), .jsonl/.json
     (aisstream frames). Bad rows are recorded in ``rejects`` and skipped; an unreadable file
     or a missing required column raises ``InputError``.
+
+    CSV and Parquet files are streamed: ``chunk_rows`` rows (Parquet: record batches) are
+    read, validated and shrunk to the compact point dtypes at a time, and only the
+    recognised columns are read, so memory stays near the size of the valid points (about
+    130 bytes each) whatever the file's size. Row numbers in ``rejects`` count from the
+    file's first data row.
     """
     if isinstance(source, pd.DataFrame):
         return normalize_points(source, source="<DataFrame>", provider=provider or "dataframe")
@@ -133,34 +202,36 @@ def read_ais_table(source: str | Path | pd.DataFrame, *, provider: str | None = 
         raise InputError(f"AIS file {path} does not exist")
     suffix = path.suffix.lower()
     extra_rejects = pd.DataFrame()
-    dayfirst = False
+    name = path.name
     try:
-        if suffix == ".csv":
-            with path.open(encoding="utf-8", errors="replace") as fh:
-                head = fh.readline()
-            dayfirst = "# Timestamp" in head or "Type of mobile" in head  # DMA layout
-            raw = pd.read_csv(path, low_memory=False)
-        elif suffix in (".xlsx", ".xls"):
-            raw = pd.read_excel(path)
-        elif suffix == ".parquet":
-            raw = pd.read_parquet(path)
-        elif suffix in (".nmea", ".txt", ".ais"):
-            raw, extra_rejects = read_nmea(path)
-        elif suffix in (".jsonl", ".json", ".ndjson"):
-            raw, extra_rejects = read_aisstream_jsonl(path)
+        if suffix in (".csv", ".parquet"):
+            if suffix == ".csv":
+                header, chunks, dayfirst = _csv_chunks(path, chunk_rows)
+            else:
+                (header, chunks), dayfirst = _parquet_chunks(path, chunk_rows), False
+            table = normalize_chunks(chunks, source=name, provider=provider or "file",
+                                     dayfirst=dayfirst, header=header)
         else:
-            raise InputError(f"AIS file {path}: unknown format {suffix!r}; use .csv, .xlsx, "
-                             ".parquet, .nmea or .jsonl")
+            if suffix in (".xlsx", ".xls"):
+                raw = pd.read_excel(path)
+            elif suffix in (".nmea", ".txt", ".ais"):
+                raw, extra_rejects = read_nmea(path)
+            elif suffix in (".jsonl", ".json", ".ndjson"):
+                raw, extra_rejects = read_aisstream_jsonl(path)
+            else:
+                raise InputError(f"AIS file {path}: unknown format {suffix!r}; use .csv, "
+                                 ".xlsx, .parquet, .nmea or .jsonl")
+            table = normalize_points(raw, source=name, provider=provider or (
+                str(raw["provider"].iloc[0]) if "provider" in raw and len(raw) else "file"))
     except InputError:
         raise
     except Exception as exc:
         raise InputError(f"AIS file {path} cannot be read: {exc}") from exc
-    table = normalize_points(raw, source=path.name, provider=provider or (
-        str(raw["provider"].iloc[0]) if "provider" in raw and len(raw) else "file"),
-        dayfirst=dayfirst)
     if len(extra_rejects):
-        rej = pd.concat([extra_rejects, table.rejects], ignore_index=True)
-        table = AisTable(table.points, rej)
+        extra = extra_rejects.astype({"row": "int64", "mmsi": "Int64", "value": TEXT})
+        rej = pd.concat([extra, table.rejects], ignore_index=True)
+        table = AisTable(table.points, rej[REJECT_COLUMNS])
+    release_free_memory()
     log.info("read %s: %d valid point(s), %d rejected", path.name, len(table.points),
              len(table.rejects))
     return table

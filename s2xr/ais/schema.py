@@ -1,23 +1,38 @@
 """The AIS point schema and row validation (bad rows are recorded and skipped, never fatal).
 
-Points: GeoDataFrame[mmsi int64, time datetime64[ns, UTC] (NaT if unknown), lat, lon
+Points: DataFrame[mmsi int64, time datetime64[ns, UTC] (NaT if unknown), lat, lon
 (float64), sog (kn), cog, heading (deg; NaN if unknown, heading 511 → NaN), ship_type
 (Int64; DMA names such as "Cargo" mapped to codes), length, beam, to_bow, to_stern, to_port,
 to_starboard (m, float64), ship_name (string, stripped), overpass_time (datetime64[ns, UTC]
-or NaT), source (file name), provider ('file', 'aisstream', 'nmea', 'synthetic', ...),
-optional tile_id, call_sign, imo, nav_status, message_type when the input has them,
-geometry (Points)] in EPSG:4326. Rejects: DataFrame[row, mmsi, field, value, reason].
+or NaT), source (string; the file name), provider (string: 'file', 'aisstream', 'nmea',
+'synthetic', ...), optional tile_id, call_sign, message_type (string), imo (Int64),
+nav_status (Int64, or string when the file names the statuses) when the input has them],
+WGS84 degrees, indexed by the row number in the input, sorted by (mmsi, time).
+:meth:`AisTable.to_geodataframe` adds Point geometries (EPSG:4326) on request: 10⁶ shapely
+points take ~200 MB, and nothing in the chip pipeline needs them.
+
+Rejects: DataFrame[row int64 (0 = the first data row of the input), mmsi Int64 (<NA> when the
+MMSI itself is the problem), field, value (the raw input as text), reason].
+
+Inputs can be validated in chunks (:func:`normalize_chunks`): each chunk is checked and
+shrunk to the compact dtypes above as it arrives, so reading a file costs about the size of
+its valid points plus one chunk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from s2xr.ais.mmsi import check_mmsi
 from s2xr.errors import InputError
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 POINT_COLUMNS = ["mmsi", "time", "lat", "lon", "sog", "cog", "heading", "ship_type", "length",
                  "beam", "to_bow", "to_stern", "to_port", "to_starboard", "ship_name",
@@ -26,6 +41,9 @@ OPTIONAL_COLUMNS = ["tile_id", "call_sign", "imo", "nav_status", "message_type"]
 REJECT_COLUMNS = ["row", "mmsi", "field", "value", "reason"]
 FLOAT_COLUMNS = ("lat", "lon", "sog", "cog", "heading", "length", "beam", "to_bow", "to_stern",
                  "to_port", "to_starboard")
+TEXT = pd.StringDtype("pyarrow")  # str(TEXT) == "string"; no Python object per value
+CHUNK_ROWS = 200_000  # rows validated at a time
+UTC_NS = "datetime64[ns, UTC]"
 
 # lower-cased, '#', '_' and spaces removed → canonical name
 ALIASES = {
@@ -65,49 +83,354 @@ SHIP_TYPE_NAMES = {
 class AisTable:
     """Valid points and the rows that were rejected (with field and reason)."""
 
-    points: gpd.GeoDataFrame
+    points: pd.DataFrame
     rejects: pd.DataFrame
 
     def __len__(self) -> int:
         return len(self.points)
 
+    def to_geodataframe(self) -> gpd.GeoDataFrame:
+        """The points with Point geometries (EPSG:4326), built now (~200 B per point)."""
+        import geopandas as gpd
 
-def canonical_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """Rename recognised column aliases to the canonical names (first match wins)."""
-    mapping: dict[str, str] = {}
+        p = self.points
+        return gpd.GeoDataFrame(p, geometry=gpd.points_from_xy(p["lon"], p["lat"]),
+                                crs="EPSG:4326")
+
+
+def _key(col: object) -> str:
+    return str(col).lower().replace("#", "").replace("_", "").replace(" ", "")
+
+
+def canonical_names(columns: Sequence[object]) -> dict[object, str]:
+    """{input column: canonical name} for the recognised aliases (first match wins)."""
+    mapping: dict[object, str] = {}
     taken: set[str] = set()
-    for col in df.columns:
-        key = str(col).lower().replace("#", "").replace("_", "").replace(" ", "")
-        name = ALIASES.get(key)
+    for col in columns:
+        name = ALIASES.get(_key(col))
         if name and name not in taken:
             mapping[col] = name
             taken.add(name)
-    return df.rename(columns=mapping)
+    return mapping
 
 
-def _parse_times(values: pd.Series, dayfirst: bool) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(values):
-        t = pd.to_datetime(values, utc=True)
-    elif pd.api.types.is_numeric_dtype(values):  # unix seconds
-        t = pd.to_datetime(values, unit="s", utc=True, errors="coerce")
-    else:
-        s = values.astype("string").str.strip().str.replace(r" \+0000 UTC$", "Z", regex=True)
-        t = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
-        retry = t.isna() & s.notna() & (s != "")
-        if retry.any():
-            t.loc[retry] = pd.to_datetime(s[retry], utc=True, errors="coerce",
-                                          dayfirst=dayfirst, format="mixed")
-    return t.astype("datetime64[ns, UTC]")
+def canonical_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Rename recognised column aliases to the canonical names (first match wins)."""
+    return df.rename(columns=canonical_names(list(df.columns)))
 
 
+# ----------------------------------------------------------------------------- times
+# an explicit UTC offset (or Z) right after a time of day: "…T10:00:00+05:30", "… 10:00Z"
+_OFFSET = (r"[Tt ][0-9]{1,2}(?::?[0-9]{2}){0,2}(?:[.,][0-9]+)?"
+           r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)$")
+
+
+NAT = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
+
+
+def _fallback_ns(s: pd.Series, dayfirst: bool) -> np.ndarray:
+    """Element by element (explicit day-first formats, then dateutil): each value keeps its
+    own offset, naive values are UTC → int64 ns (NaT where unparseable), by position."""
+    vals = s.reset_index(drop=True)
+    res = np.full(len(vals), NAT, np.int64)
+    todo = np.ones(len(vals), bool)
+    formats = ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d-%m-%Y %H:%M:%S") if dayfirst else ()
+    for fmt in formats:
+        idx = np.flatnonzero(todo)
+        if not idx.size:
+            break
+        ns = pd.to_datetime(vals.iloc[idx].astype(object), format=fmt, errors="coerce",
+                            utc=True).astype(UTC_NS).array.asi8
+        ok = ns != NAT
+        res[idx[ok]] = ns[ok]
+        todo[idx[ok]] = False
+    idx = np.flatnonzero(todo)
+    if idx.size:
+        res[idx] = pd.to_datetime(vals.iloc[idx].astype(object), utc=True, errors="coerce",
+                                  dayfirst=dayfirst, format="mixed").astype(UTC_NS).array.asi8
+    return res
+
+
+def parse_times(values: pd.Series, dayfirst: bool = False) -> pd.Series:
+    """Times → datetime64[ns, UTC], each row parsed on its own.
+
+    Text: ISO 8601 (any precision) or, when that fails, anything dateutil reads (day-first
+    when ``dayfirst``). A value with an explicit offset (``+05:30``, ``-03``, ``Z``, Go's
+    ``+0000 UTC``) is converted to UTC; a value without one (naive) **is taken as UTC**. No
+    offset is ever carried from one row to another (pandas' ISO 8601 parser does that when
+    naive and offset values are mixed in one call, so the two kinds are parsed apart).
+    Numbers are unix seconds; datetime columns are localised (naive → UTC) or converted.
+    Unparseable values become NaT. Vectorised: 10⁶ ISO values take about a second.
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").astype(UTC_NS)
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        return values.dt.tz_localize("UTC").astype(UTC_NS)
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(
+            values.dtype):  # unix seconds
+        return pd.to_datetime(values, unit="s", utc=True, errors="coerce").astype(UTC_NS)
+    s = values.astype(TEXT).str.strip()
+    s = s.str.replace(r"\s+([+-][0-9]{2}:?[0-9]{2})\s+UTC$", r"\1", regex=True)  # Go's time
+    s = s.str.replace(r"\s*\b(?:UTC|GMT)$", "Z", regex=True)
+    s = s.str.replace(r"([0-9])\s+([+-][0-9]{2}:?[0-9]{2})$", r"\1\2", regex=True)
+    present = (s.notna() & (s != "")).fillna(False).to_numpy(bool)
+    has_offset = s.str.contains(_OFFSET, regex=True).fillna(False).to_numpy(bool)
+    res = np.full(len(s), NAT, np.int64)
+    for aware in (False, True):
+        sel = present & (has_offset == aware)
+        if not sel.any():
+            continue
+        part = s[sel]
+        t = pd.to_datetime(part, format="ISO8601", errors="coerce", utc=aware)
+        if not aware and isinstance(t.dtype, pd.DatetimeTZDtype):  # an offset we missed
+            ns = _fallback_ns(part, dayfirst)
+        else:
+            t = t if aware else t.dt.tz_localize("UTC")
+            ns = t.astype(UTC_NS).array.asi8.copy()
+            retry = ns == NAT
+            if retry.any():
+                ns[retry] = _fallback_ns(part[retry], dayfirst)
+        res[sel] = ns
+    return pd.Series(pd.DatetimeIndex(res.view("datetime64[ns]")).tz_localize("UTC"),
+                     index=values.index)
+
+
+_parse_times = parse_times  # the old private name
+
+
+# ----------------------------------------------------------------------------- columns
 def _ship_type_codes(values: pd.Series) -> pd.Series:
     """Numeric AIS ship types, or DMA names ("Cargo", "Tanker", ...) mapped to their code;
     0 (not available) and anything else → <NA>."""
     num = pd.to_numeric(values, errors="coerce")
-    names = values.astype("string").str.strip().str.lower().map(SHIP_TYPE_NAMES)
-    out = num.fillna(pd.to_numeric(names, errors="coerce"))
-    out = out.where((out > 0) & (out < 100) & (out % 1 == 0))
+    if not pd.api.types.is_numeric_dtype(values.dtype):
+        names = values.astype(TEXT).str.strip().str.lower().map(SHIP_TYPE_NAMES)
+        num = num.fillna(pd.to_numeric(names, errors="coerce"))
+    num = num.astype("Float64")
+    out = num.where((num > 0) & (num < 100) & (num % 1 == 0))
     return out.astype("Int64")
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Raw values as text (<NA> stays missing); never one Python object per row."""
+    return values.astype(TEXT)
+
+
+def _optional(name: str, values: pd.Series) -> pd.Series:
+    if name == "imo":  # 9234567 or MarineCadastre's "IMO9234567"
+        if not pd.api.types.is_numeric_dtype(values.dtype):
+            values = _text(values).str.strip().str.replace(r"^IMO\s*", "", regex=True)
+        return pd.to_numeric(values, errors="coerce").astype("Float64").round().astype("Int64")
+    if name == "nav_status":
+        num = pd.to_numeric(values, errors="coerce")
+        if (num.notna() | values.isna()).all() and ((num.dropna() % 1) == 0).all():
+            return num.astype("Int64")
+    return _text(values).str.strip()
+
+
+@dataclass
+class _Chunk:
+    rows: np.ndarray  # row numbers in the input
+    columns: dict[str, Any]  # column → array (compact dtypes), same length as rows
+    rejects: list[pd.DataFrame]
+
+
+def _reject_frame(rows: np.ndarray, mmsi: Any, field: str, value: Any, reason: Any
+                  ) -> pd.DataFrame:
+    return pd.DataFrame({"row": np.asarray(rows, dtype=np.int64),
+                         "mmsi": pd.array(mmsi, dtype="Int64"), "field": field,
+                         "value": pd.array(value, dtype=TEXT), "reason": reason})
+
+
+def _validate(df: pd.DataFrame, row0: int, *, source: str, provider: str, dayfirst: bool,
+              limit: pd.Timestamp) -> _Chunk:
+    """One chunk (canonical columns, positional index) → its valid rows in the compact
+    dtypes, and its rejects (first failing field wins)."""
+    n = len(df)
+    rows = row0 + np.arange(n, dtype=np.int64)
+    bad = np.zeros(n, bool)
+    rejects: list[pd.DataFrame] = []
+    check = check_mmsi(df["mmsi"])
+    mmsi = check.mmsi.array
+
+    def reject(mask: np.ndarray, field: str, reason: str | np.ndarray) -> None:
+        mask = mask & ~bad
+        if mask.any():
+            idx = np.flatnonzero(mask)
+            value = _text(df[field].iloc[idx]) if field in df else [pd.NA] * idx.size
+            why = reason[idx] if isinstance(reason, np.ndarray) else reason
+            rejects.append(_reject_frame(rows[idx], mmsi[idx], field, value, why))
+            bad[idx] = True
+
+    reject(~check.ok, "mmsi", check.reason)
+    floats = {c: (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                  if c in df else np.full(n, np.nan)) for c in FLOAT_COLUMNS}
+    lat, lon = floats["lat"], floats["lon"]
+    with np.errstate(invalid="ignore"):
+        reject(~np.isfinite(lat), "lat", "lat: missing or not a number")
+        reject(~np.isfinite(lon), "lon", "lon: missing or not a number")
+        reject(np.abs(lat) > 90, "lat", "lat: outside −90…90")
+        reject(np.abs(lon) > 180, "lon", "lon: outside −180…180")
+        reject((lat == 0) & (lon == 0), "lat", "lat/lon: 0/0 is not a position")
+    if "time" in df:
+        t = parse_times(df["time"], dayfirst)
+        given = _text(df["time"]).str.strip().fillna("").to_numpy(dtype=object) != ""
+        reject(t.isna().to_numpy() & given, "time", "time: cannot parse")
+        reject((t > limit).fillna(False).to_numpy(bool), "time", "time: in the future")
+    else:
+        t = pd.Series(pd.NaT, index=df.index, dtype=UTC_NS)
+    keep = np.flatnonzero(~bad)
+    cols: dict[str, Any] = {"mmsi": np.asarray(mmsi[keep], dtype=np.int64),
+                            "time": t.array[keep]}
+    with np.errstate(invalid="ignore"):
+        for c in FLOAT_COLUMNS:
+            v = floats[c][keep]
+            if c in ("heading", "cog"):
+                v[v >= 360] = np.nan  # 511 / 360 = not available
+            elif c == "sog":
+                v[v >= 102.2] = np.nan  # 102.3 = not available
+            cols[c] = v
+        for a, b, total in (("to_bow", "to_stern", "length"), ("to_port", "to_starboard",
+                                                               "beam")):
+            derived = cols[a] + cols[b]
+            cols[total] = np.where(np.isfinite(cols[total]) & (cols[total] > 0), cols[total],
+                                   np.where(derived > 0, derived, np.nan))
+    sub = df.iloc[keep]
+    cols["ship_type"] = (_ship_type_codes(sub["ship_type"]).array if "ship_type" in sub
+                         else pd.array([pd.NA] * keep.size, dtype="Int64"))
+    if "ship_name" in sub:
+        name = _text(sub["ship_name"]).str.strip()
+        cols["ship_name"] = name.mask(name == "").array
+    else:
+        cols["ship_name"] = pd.array([pd.NA] * keep.size, dtype=TEXT)
+    cols["overpass_time"] = (parse_times(sub["overpass_time"], dayfirst).array
+                             if "overpass_time" in sub
+                             else pd.array(np.full(keep.size, np.datetime64("NaT", "ns")),
+                                           dtype=UTC_NS))
+    for c, default in (("source", source), ("provider", provider)):
+        v = _text(sub[c]).str.strip() if c in sub else pd.Series(pd.NA, index=sub.index,
+                                                                  dtype=TEXT)
+        cols[c] = v.mask(v == "").fillna(default).array
+    for c in OPTIONAL_COLUMNS:
+        if c in sub:
+            cols[c] = _optional(c, sub[c]).array
+    return _Chunk(rows=rows[keep], columns=cols, rejects=rejects)
+
+
+def _empty_points(extra: Sequence[str] = ()) -> pd.DataFrame:
+    cols: dict[str, Any] = {"mmsi": np.zeros(0, np.int64),
+                            "time": pd.array([], dtype=UTC_NS)}
+    for c in POINT_COLUMNS[2:]:
+        cols[c] = np.zeros(0, float) if c in FLOAT_COLUMNS else pd.array([], dtype=TEXT)
+    cols["ship_type"] = pd.array([], dtype="Int64")
+    cols["overpass_time"] = pd.array([], dtype=UTC_NS)
+    for c in extra:
+        cols[c] = pd.array([], dtype="Int64" if c == "imo" else TEXT)
+    return pd.DataFrame(cols, index=pd.Index([], dtype=np.int64))
+
+
+def _concat(parts: list[Any]) -> Any:
+    """One column from every chunk (same dtype; text when the chunks disagree)."""
+    arrays = [pd.Series(p, copy=False) for p in parts]
+    if len({str(a.dtype) for a in arrays}) > 1:
+        arrays = [a.astype(TEXT) for a in arrays]
+    s = arrays[0] if len(arrays) == 1 else pd.concat(arrays, ignore_index=True)
+    return s.array if isinstance(s.dtype, pd.api.extensions.ExtensionDtype) else s.to_numpy()
+
+
+def _finish(chunks: list[_Chunk], header: Sequence[str]) -> AisTable:
+    """Concatenate the chunks column by column (the chunk's copy freed as each column is
+    done), drop duplicate fixes (same MMSI, time, lat, lon: the first row is kept) and sort
+    by (mmsi, time) with NaT last."""
+    rejects = [r for c in chunks for r in c.rejects]
+    extra = [c for c in OPTIONAL_COLUMNS if c in header]
+    rows = np.concatenate([c.rows for c in chunks]) if chunks else np.zeros(0, np.int64)
+    if rows.size == 0:
+        points = _empty_points(extra)
+    else:
+        mmsi = np.concatenate([c.columns["mmsi"] for c in chunks])
+        t_ns = np.concatenate([np.asarray(c.columns["time"].asi8) for c in chunks])
+        nat = t_ns == np.iinfo(np.int64).min
+        order = np.lexsort((np.where(nat, np.iinfo(np.int64).max, t_ns), mmsi))  # stable
+        ms, ts = mmsi[order], t_ns[order]
+        same = (ms[1:] == ms[:-1]) & (ts[1:] == ts[:-1])
+        dup = np.zeros(rows.size, bool)
+        if same.any():  # only fixes sharing (mmsi, time) can be duplicates
+            grp = np.zeros(rows.size, bool)
+            grp[1:] |= same
+            grp[:-1] |= same
+            at = np.flatnonzero(grp)
+            pos = order[at]
+            lat = np.concatenate([c.columns["lat"] for c in chunks])[pos]
+            lon = np.concatenate([c.columns["lon"] for c in chunks])[pos]
+            d = pd.DataFrame({"m": ms[at], "t": ts[at], "la": lat, "lo": lon}).duplicated()
+            dup[at[d.to_numpy()]] = True
+        if dup.any():
+            gone = order[dup]
+            when = pd.DatetimeIndex(t_ns[gone].view("datetime64[ns]")).tz_localize("UTC")
+            rejects.append(_reject_frame(rows[gone], mmsi[gone], "time",
+                                         [str(x) for x in when], "duplicate fix"))
+        take = order[~dup]
+        del mmsi, t_ns, ms, ts
+        cols: dict[str, Any] = {}
+        for name in [*POINT_COLUMNS, *extra]:
+            parts = [c.columns.pop(name, None) for c in chunks]
+            if any(p is None for p in parts):  # an optional column some chunk lacked
+                parts = [p if p is not None else pd.array([pd.NA] * c.rows.size, dtype=TEXT)
+                         for p, c in zip(parts, chunks, strict=True)]
+            full = _concat(parts)
+            del parts
+            cols[name] = full.take(take) if hasattr(full, "take") else full[take]
+            del full
+        points = pd.DataFrame(cols, index=pd.Index(rows[take], dtype=np.int64), copy=False)
+    rej = (pd.concat(rejects, ignore_index=True) if rejects
+           else _reject_frame(np.zeros(0, np.int64), [], "", [],
+                              np.zeros(0, dtype=object)).astype({"field": object}))
+    rej = rej.sort_values("row", kind="stable").reset_index(drop=True)
+    rej = rej.astype({"row": np.int64, "mmsi": "Int64", "value": TEXT})
+    return AisTable(points=points, rejects=rej[REJECT_COLUMNS])
+
+
+def _slices(df: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
+    for i in range(0, max(len(df), 1), size):
+        yield df.iloc[i:i + size]
+
+
+def normalize_chunks(chunks: Iterable[pd.DataFrame], *, source: str, provider: str = "file",
+                     dayfirst: bool = False, now: pd.Timestamp | None = None,
+                     header: Sequence[object] | None = None) -> AisTable:
+    """:func:`normalize_points` over an input that arrives in chunks (consecutive rows of one
+    table: row numbers in ``rejects`` count from the first row of the first chunk).
+    ``header``: the input's column names, for the message when no chunk arrives."""
+    limit = (now or pd.Timestamp.now(tz="UTC")) + pd.Timedelta(days=1)
+    done: list[_Chunk] = []
+    row0 = 0
+    names: list[str] = []
+    checked = False
+    for raw in chunks:
+        mapping = canonical_names(list(raw.columns))
+        if not checked:
+            names = list(mapping.values())
+            _require(names, header if header is not None else list(raw.columns), source)
+            checked = True
+        df = raw.rename(columns=mapping)
+        if not isinstance(df.index, pd.RangeIndex):  # positions are used, labels must be unique
+            df = df.reset_index(drop=True)
+        done.append(_validate(df, row0, source=source, provider=provider, dayfirst=dayfirst,
+                              limit=limit))
+        row0 += len(df)
+    if not checked:
+        names = list(canonical_names(list(header or [])).values())
+        _require(names, list(header or []), source)
+    return _finish(done, names)
+
+
+def _require(names: Sequence[str], header: Sequence[object], source: str) -> None:
+    missing = [c for c in ("mmsi", "lat", "lon") if c not in names]
+    if missing:
+        raise InputError(f"AIS table {source}: required column(s) {missing} not found (have "
+                         f"{list(header)[:12]}); name them mmsi, lat, lon (or MMSI, "
+                         "LAT, LON / Latitude, Longitude)")
 
 
 def normalize_points(raw: pd.DataFrame, *, source: str, provider: str = "file",
@@ -115,85 +438,9 @@ def normalize_points(raw: pd.DataFrame, *, source: str, provider: str = "file",
     """Canonicalise columns, coerce types and validate every row.
 
     Raises ``InputError`` only when a required column (mmsi, lat, lon) is missing; each bad
-    row goes to ``rejects`` with the field and reason: MMSI not 9 digits, lat/lon missing,
-    out of range or 0/0, unparseable or future time, duplicate fix.
+    row goes to ``rejects`` with the field and reason: an MMSI that is not a valid ITU-R
+    M.585 identity (:mod:`s2xr.ais.mmsi`), lat/lon missing, out of range or 0/0, an
+    unparseable or future time (:func:`parse_times`), a duplicate fix.
     """
-    df = canonical_columns(raw.copy())
-    missing = [c for c in ("mmsi", "lat", "lon") if c not in df]
-    if missing:
-        raise InputError(f"AIS table {source}: required column(s) {missing} not found (have "
-                         f"{list(raw.columns)[:12]}); name them mmsi, lat, lon (or MMSI, "
-                         "LAT, LON / Latitude, Longitude)")
-    df = df.reset_index(drop=True)
-    n = len(df)
-    rejects: list[pd.DataFrame] = []
-    bad = np.zeros(n, bool)
-
-    def reject(mask: np.ndarray, field: str, reason: str) -> None:
-        mask = mask & ~bad
-        if mask.any():
-            idx = np.flatnonzero(mask)
-            rejects.append(pd.DataFrame({"row": idx, "mmsi": df["mmsi"].iloc[idx].to_numpy(),
-                                         "field": field,
-                                         "value": df[field].iloc[idx].astype(str).to_numpy()
-                                         if field in df else None, "reason": reason}))
-            bad[idx] = True
-
-    mmsi = pd.to_numeric(df["mmsi"], errors="coerce")
-    reject(~((mmsi >= 100_000_000) & (mmsi <= 999_999_999) & (mmsi % 1 == 0)).to_numpy(),
-           "mmsi", "mmsi: not a 9-digit number")
-    for c in FLOAT_COLUMNS:
-        if c in df:
-            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
-        else:
-            df[c] = np.nan
-    lat, lon = df["lat"].to_numpy(), df["lon"].to_numpy()
-    reject(~np.isfinite(lat), "lat", "lat: missing or not a number")
-    reject(~np.isfinite(lon), "lon", "lon: missing or not a number")
-    reject(np.abs(lat) > 90, "lat", "lat: outside −90…90")
-    reject(np.abs(lon) > 180, "lon", "lon: outside −180…180")
-    reject((lat == 0) & (lon == 0), "lat", "lat/lon: 0/0 is not a position")
-    if "time" in df:
-        t = _parse_times(df["time"], dayfirst)
-        given = df["time"].notna() & (df["time"].astype(str).str.strip() != "")
-        reject((t.isna() & given).to_numpy(), "time", "time: cannot parse")
-        limit = (now or pd.Timestamp.now(tz="UTC")) + pd.Timedelta(days=1)
-        reject((t > limit).fillna(False).to_numpy(), "time", "time: in the future")
-        df["time"] = t
-    else:
-        df["time"] = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
-    if "overpass_time" in df:
-        df["overpass_time"] = _parse_times(df["overpass_time"], dayfirst)
-    else:
-        df["overpass_time"] = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
-    df["mmsi"] = mmsi
-    keep = df.loc[~bad].copy()
-    keep["mmsi"] = keep["mmsi"].astype("int64")
-    dup = keep.duplicated(["mmsi", "time", "lat", "lon"], keep="first")
-    if dup.any():
-        rejects.append(pd.DataFrame({"row": keep.index[dup], "mmsi": keep.loc[dup, "mmsi"],
-                                     "field": "time", "value": keep.loc[dup, "time"].astype(str),
-                                     "reason": "duplicate fix"}))
-        keep = keep.loc[~dup]
-    keep.loc[keep["heading"] >= 360, "heading"] = np.nan  # 511 = not available
-    keep.loc[keep["sog"] >= 102.2, "sog"] = np.nan  # 102.3 = not available
-    keep.loc[keep["cog"] >= 360, "cog"] = np.nan  # 360 = not available
-    keep["ship_type"] = _ship_type_codes(keep["ship_type"]) if "ship_type" in keep \
-        else pd.array([pd.NA] * len(keep), dtype="Int64")
-    for a, b, total in (("to_bow", "to_stern", "length"), ("to_port", "to_starboard", "beam")):
-        derived = keep[a] + keep[b]
-        keep[total] = keep[total].where(keep[total].notna() & (keep[total] > 0),
-                                        derived.where(derived > 0))
-    keep["ship_name"] = (keep["ship_name"].astype("string").str.strip().replace("", pd.NA)
-                         if "ship_name" in keep else pd.array([pd.NA] * len(keep),
-                                                              dtype="string"))
-    keep["source"] = keep["source"].astype("string") if "source" in keep else source
-    keep["provider"] = keep["provider"].astype("string") if "provider" in keep else provider
-    extra = [c for c in OPTIONAL_COLUMNS if c in keep]
-    keep = keep[POINT_COLUMNS + extra].sort_values(["mmsi", "time"], kind="stable")
-    points = gpd.GeoDataFrame(keep, geometry=gpd.points_from_xy(keep["lon"], keep["lat"]),
-                              crs="EPSG:4326")
-    rej = (pd.concat(rejects, ignore_index=True) if rejects
-           else pd.DataFrame(columns=REJECT_COLUMNS))
-    return AisTable(points=points, rejects=rej.sort_values("row", kind="stable")
-                    .reset_index(drop=True))
+    return normalize_chunks(_slices(raw, CHUNK_ROWS), source=source, provider=provider,
+                            dayfirst=dayfirst, now=now, header=list(raw.columns))
