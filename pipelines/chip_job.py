@@ -257,18 +257,75 @@ def db_path(cfg: Config) -> Path:
     return Path(cfg.ops.db_path) if cfg.ops.db_path else Path(cfg.storage.root) / "ops.sqlite"
 
 
-def record_observations(store: JobStore, points: pd.DataFrame, run_id: str) -> None:
-    """Append the run's AIS points to ``ais_observations`` (duplicates ignored)."""
+def record_observations(store: JobStore, points: pd.DataFrame, run_id: str,
+                        targets: pd.DataFrame | None = None, *,
+                        chips: pd.DataFrame | None = None, window_s: float = 1800.0) -> int:
+    """Append to ``ais_observations`` the fixes the run's chips depend on (duplicates
+    ignored) → the number of fixes offered.
+
+    Per target (a ship an item sees: ``mmsi``, ``item_id`` and the sensing ``time``, as
+    :func:`position_targets` returns them; only those with a row in ``chips``, the plan,
+    when given) the ship's fixes within ±``window_s`` of the sensing time, plus the last fix
+    before and the first after it (the fixes it is positioned from, however far); for a
+    point without time (``target_key`` 'p<row>', ``row`` its position in ``points``) that
+    point. ``targets=None``: every point. The rest of the file stays where
+    ``chip_jobs.ais_source`` says. Prune without ``--ais`` reads these fixes: enough for
+    ``--time-tol-min`` up to ``window_s`` / 60."""
+    if targets is not None and chips is not None:
+        pairs = chips[["mmsi", "item_id"]].drop_duplicates() if len(chips) else \
+            pd.DataFrame({"mmsi": pd.Series(dtype="int64"), "item_id": pd.Series(dtype=str)})
+        targets = targets.merge(pairs.astype({"mmsi": "int64"}),
+                                on=["mmsi", "item_id"], how="inner") if len(targets) else targets
+    if targets is None:
+        sel = np.arange(len(points))
+    else:
+        keep = np.zeros(len(points), bool)
+        if len(points) and len(targets):
+            t = pd.to_datetime(points["time"], utc=True)
+            ns = t.to_numpy("datetime64[ns]").view("int64")
+            m = points["mmsi"].to_numpy().astype("int64")
+            has_t = np.flatnonzero(t.notna().to_numpy())
+            order = has_t[np.lexsort((ns[has_t], m[has_t]))]
+            sm, st = m[order], ns[order]
+            key = targets["target_key"].astype(str) if "target_key" in targets else \
+                pd.Series("", index=targets.index)
+            static = key.str.startswith("p").to_numpy()
+            if "row" in targets and static.any():
+                rows = pd.to_numeric(targets.loc[static, "row"], errors="coerce").dropna()
+                keep[rows.to_numpy().astype("int64")] = True
+            tt = pd.to_datetime(targets["time"], utc=True)
+            timed = ~static & tt.notna().to_numpy()
+            q = pd.DataFrame({"m": targets["mmsi"].to_numpy()[timed].astype("int64"),
+                              "t": tt.to_numpy("datetime64[ns]").view("int64")[timed]}
+                             ).drop_duplicates()
+            a = np.searchsorted(sm, q["m"].to_numpy(), "left")
+            b = np.searchsorted(sm, q["m"].to_numpy(), "right")
+            w = int(window_s * 1e9)
+            mark = np.zeros(sm.size + 1, np.int64)  # +1 at a range start, −1 after its end
+            for lo_blk, hi_blk, tq in zip(a, b, q["t"].to_numpy(), strict=True):
+                seg = st[lo_blk:hi_blk]
+                lo = lo_blk + np.searchsorted(seg, tq - w, "left")
+                hi = lo_blk + np.searchsorted(seg, tq + w, "right")
+                after = lo_blk + np.searchsorted(seg, tq, "right")  # first fix after tq
+                lo = min(lo, max(after - 1, lo_blk))
+                hi = max(hi, min(after + 1, hi_blk))
+                if hi > lo:
+                    mark[lo] += 1
+                    mark[hi] -= 1
+            keep[order[np.cumsum(mark[:-1]) > 0]] = True
+        sel = np.flatnonzero(keep)
     cols = ["mmsi", "time", "lat", "lon", "sog", "cog", "heading", "ship_type", "length",
             "beam", "ship_name", "source", "provider"]
-    df = pd.DataFrame({c: points.get(c, None) for c in cols})
+    sub = points.iloc[sel]
+    df = pd.DataFrame({c: sub[c].to_numpy() if c in sub else None for c in cols})
     df["time"] = pd.to_datetime(df["time"], utc=True).map(
         lambda t: None if pd.isna(t) else t.isoformat())
     df = df.astype(object).where(df.notna(), None)
-    rows = [(*r, run_id) for r in df.itertuples(index=False)]
+    rows_out = [(*r, run_id) for r in df.itertuples(index=False)]
     with connect(store.path) as c, c:
         c.executemany(f"INSERT OR IGNORE INTO ais_observations ({', '.join(cols)}, run_id) "
-                      f"VALUES ({', '.join('?' * (len(cols) + 1))})", rows)
+                      f"VALUES ({', '.join('?' * (len(cols) + 1))})", rows_out)
+    return len(rows_out)
 
 
 def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
@@ -373,7 +430,6 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     if "overpass_time" in points and points["time"].isna().any():
         # a fix without its own time is taken at its scheduled overpass time
         points = points.assign(time=points["time"].fillna(points["overpass_time"]))
-    record_observations(store, points, run_id)
     rej = [table.rejects.assign(stage="ais", item_id=None, mmsi=table.rejects.get("mmsi"))
            [["row", "mmsi", "item_id", "stage", "reason"]] if len(table.rejects) else
            pd.DataFrame(columns=["row", "mmsi", "item_id", "stage", "reason"])]
@@ -414,6 +470,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
                                   max_extrapolation_s=cfg.ais.max_extrapolation_s,
                                   max_gap_s=cfg.ais.max_interpolation_gap_s)
     cplan = plan_chips(positioned, items_df, cfg.chip)
+    record_observations(store, points, run_id, positioned, chips=cplan.plan)  # their fixes
     rej.append(cplan.rejects.assign(stage="plan", row=pd.NA))
     plan = cplan.plan
     n_planned = len(plan)
