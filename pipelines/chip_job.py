@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from pipelines.scheduler import use_scheduler
 from s2xr.ais import position_at, read_ais_table
+from s2xr.ais.fixtime import fix_times
 from s2xr.chips import cut_chips, plan_chips
 from s2xr.config import Config
 from s2xr.errors import StacError
@@ -427,11 +428,10 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     points = table.points
     if only_mmsi is not None:
         points = points.loc[points["mmsi"].isin(only_mmsi)]
-    if "overpass_time" in points and points["time"].isna().any():
-        # a fix without its own time is taken at its scheduled overpass time
-        points = points.assign(time=points["time"].fillna(points["overpass_time"]))
-    rej = [table.rejects.assign(stage="ais", item_id=None, mmsi=table.rejects.get("mmsi"))
-           [["row", "mmsi", "item_id", "stage", "reason"]] if len(table.rejects) else
+    points = fix_times(points)  # a fix without its own time: its scheduled overpass time
+    rej = [table.rejects.assign(stage="ais", item_id=None, mmsi=table.rejects.get("mmsi"),
+                                value=table.rejects.get("value"))
+           [["row", "mmsi", "value", "item_id", "stage", "reason"]] if len(table.rejects) else
            pd.DataFrame(columns=["row", "mmsi", "item_id", "stage", "reason"])]
     log.info("AIS: %d valid point(s) of %d ship(s), %d rejected row(s)", len(points),
              points["mmsi"].nunique(), len(table.rejects))

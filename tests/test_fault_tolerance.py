@@ -394,3 +394,28 @@ def test_a_really_full_disk_is_one_line_and_retryable(stac_server, world, tmp_pa
     assert out.exit_code == 0, out.output
     assert store.jobs(states=("pending", "running", "failed")).empty
     assert len(store.jobs(states=("done",))) > 0, (out.output, store.jobs())
+
+
+def test_bad_mmsis_in_an_ais_file_are_rejects_not_a_poisoned_dataset(stac_server, world,
+                                                                     tmp_path):
+    """`../../tmp/x`, 2^64−1, `2.35e8` and a padded MMSI are rejected with their raw text;
+    the job and every later job on the root succeed; no path is built from them."""
+    pts = _points(world, 2)
+    bad = pts.head(4).astype({"mmsi": object})
+    bad["mmsi"] = ["../../tmp/x", "18446744073709551615", "2.35e8", " 235000001 "]
+    ais = tmp_path / "ais.csv"
+    pd.concat([pts, bad]).to_csv(ais, index=False)
+    root = tmp_path / "ds"
+    cfg = _cfg(root, stac_server.url)
+    first = run_chip_job(cfg, ais)
+    second = run_chip_job(cfg, ais)  # a later job on the same root with rejects: no error
+    assert first.n_chips > 0 and second.n_chips == 0
+    rej = read_rejects(root)
+    ais_rej = rej.loc[rej["stage"] == "ais"]
+    assert set(ais_rej["value"]) >= {"../../tmp/x", "18446744073709551615", "2.35e8",
+                                     " 235000001 "}
+    assert ais_rej["mmsi"].isna().all()
+    assert str(pq.read_schema(root / "indexes" / "rejects.parquet").field("mmsi").type) == \
+        "int64"
+    ship_dirs = {p.name for p in (root / "chips").glob("*/*") if p.is_dir()}
+    assert ship_dirs and all(d.isdigit() and len(d) == 9 for d in ship_dirs)
