@@ -143,3 +143,29 @@ def test_ops_db_keeps_only_the_fixes_chips_depend_on(world, stac_server, tmp_pat
         a = find_prunable(idx, obs, time_tol_min=tol, dist_tol_m=500)
         b = find_prunable(idx, full, time_tol_min=tol, dist_tol_m=500)
         assert sorted(a.chip_id) == sorted(b.chip_id), tol
+
+
+def test_positions_at_sensing_time_copy_no_track_frame():
+    """position_at reads the columns it needs in place: no copy of a wide, long track
+    frame and no Timestamp object per fix (the old code made two filtered copies)."""
+    from s2xr.ais import position_at
+
+    n = 200_000
+    rng = np.random.default_rng(0)
+    tracks = pd.DataFrame({
+        "mmsi": 235_000_000 + rng.integers(0, 200, n),
+        "time": DAY + pd.to_timedelta(rng.uniform(0, 7200, n), unit="s"),
+        "lat": rng.uniform(35, 36, n), "lon": rng.uniform(-6, -5, n), "sog": 10.0,
+        "cog": 90.0, **{f"x{i}": rng.random(n) for i in range(40)}})
+    tracks.loc[::1000, "time"] = pd.NaT
+    targets = pd.DataFrame({"mmsi": np.arange(235_000_000, 235_000_200),
+                            "time": DAY + pd.Timedelta(hours=1)})
+    size = tracks.memory_usage(deep=True).sum()
+    tracemalloc.start()
+    try:
+        res = position_at(tracks, targets)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (res.method == "interpolated").all()
+    assert peak < 0.6 * size, (peak / 2**20, size / 2**20)

@@ -100,9 +100,16 @@ def _empty_result(index: pd.Index) -> pd.DataFrame:
     return out
 
 
+NAT = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
+
+
 def _utc_ns(values: Any) -> np.ndarray:
-    t = pd.to_datetime(pd.Series(values), utc=True)
-    return t.to_numpy(dtype="datetime64[ns]").astype("int64")
+    """Times → int64 ns since the epoch, UTC (NaT → :data:`NAT`); a UTC datetime column is
+    read in place (never one Timestamp object per row)."""
+    s = values if isinstance(values, pd.Series) else pd.Series(values)
+    if not (isinstance(s.dtype, pd.DatetimeTZDtype) and str(s.dtype.tz) == "UTC"):
+        s = pd.to_datetime(s, utc=True)
+    return s.to_numpy(dtype="datetime64[ns]").view("int64")
 
 
 def position_at(tracks: pd.DataFrame, targets: pd.DataFrame, *,
@@ -136,25 +143,27 @@ def position_at(tracks: pd.DataFrame, targets: pd.DataFrame, *,
     reason = out["reason"].to_numpy().copy()
     reason[~tg_has_t] = "target has no time"
 
-    tr = tracks.loc[tracks["time"].notna()]
-    lat_all = tr["lat"].to_numpy(float)
-    lon_all = tr["lon"].to_numpy(float)
-    tr = tr.loc[np.isfinite(lat_all) & np.isfinite(lon_all)]
-    if tr.empty or not tg_has_t.any():
+    # column arrays and positions only: no copy of the (possibly 10⁶-row) tracks frame
+    t_all = _utc_ns(tracks["time"])
+    lat_all = tracks["lat"].to_numpy(float)
+    lon_all = tracks["lon"].to_numpy(float)
+    usable = np.flatnonzero((t_all != NAT) & np.isfinite(lat_all) & np.isfinite(lon_all))
+    if usable.size == 0 or not tg_has_t.any():
         out["reason"] = reason
         return out
-    tr_m = tr["mmsi"].to_numpy().astype("int64")
-    tr_t = _utc_ns(tr["time"].to_numpy())
+    tr_m = tracks["mmsi"].to_numpy()[usable].astype("int64")
+    tr_t = t_all[usable]
     order = np.lexsort((tr_t, tr_m))
     tr_m, tr_t = tr_m[order], tr_t[order]
     keep = np.ones(tr_m.size, bool)
     keep[1:] = (tr_m[1:] != tr_m[:-1]) | (tr_t[1:] != tr_t[:-1])  # duplicate fixes
-    sel = order[keep]
+    sel = usable[order[keep]]  # positions in tracks
     tr_m, tr_t = tr_m[keep], tr_t[keep]
-    lat = tr["lat"].to_numpy(float)[sel]
-    lon = tr["lon"].to_numpy(float)[sel]
-    sog = tr["sog"].to_numpy(float)[sel] if "sog" in tr else np.full(sel.size, np.nan)
-    cog = tr["cog"].to_numpy(float)[sel] if "cog" in tr else np.full(sel.size, np.nan)
+    del t_all
+    lat = lat_all[sel]
+    lon = lon_all[sel]
+    sog = tracks["sog"].to_numpy(float)[sel] if "sog" in tracks else np.full(sel.size, np.nan)
+    cog = tracks["cog"].to_numpy(float)[sel] if "cog" in tracks else np.full(sel.size, np.nan)
     ts = (tr_t - tr_t[0]) / 1e9  # seconds from the first fix (float64 keeps µs here)
     n = tr_m.size
 
