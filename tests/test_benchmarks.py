@@ -46,3 +46,11 @@ def test_planning_agreement_quick():
     assert out["same_orbit_share"] == 1.0
     # TLE and ESA windows agree to within half a minute (see docs/planning.md)
     assert out["d_centre_s"]["max_abs"] < 30
+
+
+def test_ais_memory_quick():
+    out = run("ais_memory.py", "--quick")
+    assert out["rows_big"] == 60_000 and out["chips_big"] > 0 and out["chips_small"] > 0
+    assert out["hwm_mb_big"] > 0 and out["hwm_mb_small"] > 0
+    # the ops DB keeps the fixes chips depend on, not every row of the big file
+    assert out["ops_db_mb_big"] < 3 * out["ops_db_mb_small"]

@@ -8,7 +8,6 @@ Longitude, ..., Ship type, ..., Width, Length`` with day-first times).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from s2xr.ais.schema import (
     canonical_names,
     normalize_chunks,
     normalize_points,
+    release_free_memory,
 )
 from s2xr.ais.tracks import join_static, static_table
 from s2xr.errors import InputError
@@ -34,19 +34,6 @@ log = logging.getLogger(__name__)
 # canonical columns a CSV reader keeps as text (validated or parsed as written)
 TEXT_COLUMNS = ("mmsi", "time", "overpass_time", "ship_name", "source", "provider", "tile_id",
                 "call_sign", "message_type")
-
-
-def release_free_memory() -> None:
-    """Hand the memory the chunks were parsed in back to the OS: Arrow's pool keeps freed
-    blocks, and glibc keeps freed heap pages (``malloc_trim``) — after a big file that is
-    as much again as the points themselves. A no-op where neither applies."""
-    import ctypes
-
-    import pyarrow as pa
-
-    pa.default_memory_pool().release_unused()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").malloc_trim(ctypes.c_size_t(0))
 
 
 def read_aisstream_jsonl(path: Path, *, provider: str = "aisstream"
