@@ -419,3 +419,15 @@ def test_bad_mmsis_in_an_ais_file_are_rejects_not_a_poisoned_dataset(stac_server
         "int64"
     ship_dirs = {p.name for p in (root / "chips").glob("*/*") if p.is_dir()}
     assert ship_dirs and all(d.isdigit() and len(d) == 9 for d in ship_dirs)
+
+
+def test_fix_times_parses_each_overpass_time_on_its_own():
+    from s2xr.ais.fixtime import fix_times
+
+    pts = pd.DataFrame({"mmsi": [235000001] * 3, "time": [pd.NaT] * 3,
+                        "overpass_time": ["2026-10-02T11:00:00+05:30", "2026-10-02T11:00:00",
+                                          "2026-10-02T11:00:00Z"]})
+    got = fix_times(pts)["time"]
+    want = pd.to_datetime(["2026-10-02T05:30:00Z", "2026-10-02T11:00:00Z",
+                           "2026-10-02T11:00:00Z"], utc=True)
+    assert list(got) == list(want)

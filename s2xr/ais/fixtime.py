@@ -14,9 +14,10 @@ TIME_COLUMNS = ("time", "overpass_time")  # canonical names, in order of prefere
 
 
 def _utc(values: pd.Series) -> pd.Series:
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values
-    return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    # row by row, as read_ais_table does: never an offset carried from one row to another
+    from s2xr.ais.schema import parse_times
+
+    return parse_times(values)
 
 
 def fix_times(points: pd.DataFrame) -> pd.DataFrame:

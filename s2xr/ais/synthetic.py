@@ -31,7 +31,7 @@ MALFORMED_KINDS = ("truncated", "not_json", "array", "unknown_type", "missing_me
 def synthetic_tracks(n_ships: int, start: pd.Timestamp | str, end: pd.Timestamp | str, *,
                      box: Box, step_s: float = 10.0, seed: int = 0,
                      speed_kn: tuple[float, float] = (3.0, 18.0),
-                     first_mmsi: int = 990_000_001) -> pd.DataFrame:
+                     first_mmsi: int = 235_000_001) -> pd.DataFrame:
     """Ships moving at constant speed and course along great circles, a fix every ``step_s``
     (each ship with its own time offset), starting at uniform points in ``box``.
 
