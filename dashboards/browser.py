@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from s2xr.procs import spawn_child
+
 log = logging.getLogger(__name__)
 
 CHROMIUM = os.environ.get("S2XR_CHROMIUM", "/usr/bin/chromium")
@@ -88,10 +90,11 @@ class DashboardServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = self.log_path.open("wb")
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(dashboard_command(self.config_path, self.port,
-                                                       self.extra_args),
-                                     cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+        # dies with the process that started it, even on SIGKILL (s2xr.procs)
+        self.proc = spawn_child(dashboard_command(self.config_path, self.port,
+                                                  self.extra_args),
+                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
         out.close()
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
