@@ -80,7 +80,7 @@ def test_every_real_frame_parses_to_the_right_fields():
 
 def test_parser_counts_every_kind_of_bad_frame_and_never_raises():
     pts = synthetic_tracks(5, "2026-09-30T10:00Z", "2026-09-30T10:02Z",
-                           box=Box(35.5, -6, 36.5, -5), step_s=10)
+                           box=Box(35.5, -6, 36.5, -5), step_s=10, first_mmsi=235_000_001)
     good = to_aisstream_frames(pts)
     frames, kinds = corrupt_frames(good, len(MALFORMED_KINDS) * 2, seed=1)
     assert all(kinds.count(k) == 2 for k in MALFORMED_KINDS)
@@ -155,7 +155,7 @@ def test_boxes_for_tiles_cover_the_footprints():
 
 def test_duplicate_memory_is_bounded():
     pts = synthetic_tracks(1, "2026-09-30T10:00Z", "2026-09-30T10:01Z",
-                           box=Box(35.5, -6, 36.5, -5), step_s=10)
+                           box=Box(35.5, -6, 36.5, -5), step_s=10, first_mmsi=235_000_001)
     frames = to_aisstream_frames(pts, static=False)
     parser = FrameParser(max_seen=3)
     now = pd.Timestamp("2026-09-30T12:00Z")

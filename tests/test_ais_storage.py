@@ -107,8 +107,8 @@ def test_random_sample_is_uniform_capped_and_keeps_earlier_ships(tmp_path):
 
 
 def test_synthetic_ais_is_labelled_everywhere(tmp_path):
-    pts = synthetic_tracks(3, DAY, DAY + pd.Timedelta(minutes=2), box=Box(35.4, -5.9, 35.8,
-                                                                           -5.5))
+    pts = synthetic_tracks(3, DAY, DAY + pd.Timedelta(minutes=2),
+                           box=Box(35.4, -5.9, 35.8, -5.5), first_mmsi=235_000_001)
     assert set(pts.provider) == {"synthetic"}
     path = tmp_path / "synth.csv"
     pts.to_csv(path, index=False)
@@ -131,3 +131,45 @@ def test_schedule_segments_follow_the_active_tiles():
     with pytest.raises(InputError, match="not a time"):
         read_schedule(pd.DataFrame({"tile_id": ["30STE"], "start_time_utc": ["soon"],
                                     "end_time_utc": [t]}))
+
+
+def test_text_that_cannot_be_utf8_is_stored_with_a_replacement_character(tmp_path):
+    """A lone surrogate (a JSON "\\ud800" in a ship name or destination, in a position or in
+    the static data joined onto it) is stored as U+FFFD instead of failing the write."""
+    store = AisStore(tmp_path)
+    pos = rows([224000001, 224000002])
+    pos[0]["ship_name"] = "BAD \ud800 NAME"
+    static = static_table([{"mmsi": 224000002, "time": DAY, "ship_name": "X\udfffY",
+                            "call_sign": "AB12"}])
+    assert store.write_positions(pos, static=static) == 2
+    st = [{"mmsi": 224000001, "time": DAY, "message_type": "ShipStaticData",
+           "destination": "\udc80PORT", "ship_name": "OK"}]
+    assert store.write_static(st) == 1
+    idx = pd.read_parquet(tmp_path / INDEX_PATH).set_index("mmsi")
+    assert idx.loc[224000001, "ship_name"] == "BAD \ufffd NAME"
+    assert idx.loc[224000002, "ship_name"] == "X\ufffdY"
+    static_file = pd.read_parquet(tmp_path / "ais" / "20260930" / "ais_static.parquet")
+    assert list(static_file.destination) == ["\ufffdPORT"]
+
+
+def test_raw_log_keeps_every_frame_on_one_line_and_its_meaning(tmp_path):
+    """Line separators inside a frame (U+2028, U+0085, \\r\\n) never split it in the raw
+    JSONL log (readers use str.splitlines); a JSON frame reads back as the same object."""
+    import json
+
+    from s2xr.ais.storage import RawWriter
+
+    objs = [{"MetaData": {"ShipName": "A\u2028B\u2029C"}}, {"x": "D\x85E"},
+            {"y": "F\ud800G"}]
+    frames = [json.dumps(objs[0], ensure_ascii=False), json.dumps(objs[1], ensure_ascii=False),
+              json.dumps(objs[2]), '{"z":\r\n 1}', "not json\x0bat all\x0c", b"\xffbinary"]
+    raw = RawWriter(tmp_path)
+    for f in frames:
+        raw.write(f, DAY)
+    raw.write("lone \udc00 surrogate", DAY)
+    raw.close()
+    lines = (tmp_path / "ais" / "20260930" / "aisstream_raw.jsonl").read_text(
+        encoding="utf-8").splitlines()
+    assert len(lines) == len(frames) + 1
+    assert [json.loads(ln) for ln in lines[:3]] == objs and json.loads(lines[3]) == {"z": 1}
+    assert lines[-1] == "lone \\udc00 surrogate"

@@ -13,17 +13,28 @@ wrong API key) raises :class:`~s2xr.errors.AisError` — after everything receiv
 stored. Cancellation (Ctrl-C, task cancel, :meth:`AisCapture.request_stop`) also flushes first.
 
 The API key is only ever put into the subscription frame: it is not logged (websockets' frame
-dumps are filtered out), not stored, not part of any error message or URL.
+dumps are filtered out, and every log record of the capture and replay loggers passes through
+:class:`SecretRedactor`), not stored (a frame that echoes it — an error frame, or any other —
+is redacted before it is written to ``aisstream_raw.jsonl`` or parsed), not part of any error
+message or URL. The redactor also finds the key quoted, JSON-, URL- or HTML-escaped.
+
+Timing goes through a :class:`Clock` (the system clock by default) so that tests can control
+the end time, the back-off and the watchdog's notion of time; the watchdog counts only the time
+spent *waiting* for a frame, not the time spent storing the previous ones (a slow disk or a busy
+machine is not a silent server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import math
 import random
+import re
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -50,9 +61,123 @@ from s2xr.errors import AisError, InputError
 
 log = logging.getLogger(__name__)
 
-
-_WS_LOG = quiet_websocket_logger(__name__ + ".ws")
 _TICK_S = 0.25  # how often stop requests and the end time are checked
+
+
+# ----------------------------------------------------------------------------- secrets
+def _char_forms(c: str) -> str:
+    """A regex matching one character of a secret in the forms a server, a URL or a log may
+    put it in: itself, ``\\uXXXX`` (JSON, Go), ``%XX`` (URL, UTF-8 bytes), ``+`` (a space in
+    a query), ``&#N;`` / ``&#xH;`` / ``&amp;`` (HTML) and backslash-escaped punctuation."""
+    o = ord(c)
+    forms = {re.escape(c), re.escape("".join(f"%{b:02x}" for b in c.encode())),
+             f"&\\#0*{o};", f"&\\#x0*{o:x};"}
+    if o < 0x10000:
+        forms.add(re.escape(f"\\u{o:04x}"))
+    else:  # a JSON surrogate pair
+        v = o - 0x10000
+        forms.add(re.escape(f"\\u{0xD800 + (v >> 10):04x}\\u{0xDC00 + (v & 0x3FF):04x}"))
+    if html.escape(c) != c:
+        forms.add(re.escape(html.escape(c)))
+    if not c.isalnum():
+        forms.add(re.escape("\\" + c))
+    if c == " ":
+        forms.add(re.escape("+"))
+    return "(?:" + "|".join(sorted(forms)) + ")"
+
+
+class SecretRedactor:
+    """Replaces a secret (an API key) in text by ``***`` — also when it is quoted, JSON-escaped
+    (``\\u0026``, ``\\/``), URL-encoded (``%2F``, ``+``) or HTML-escaped, in any letter case.
+    ``redactor(text)`` returns the redacted text; :meth:`found` says whether the secret is in
+    ``text``."""
+
+    MASK = "***"
+
+    def __init__(self, secret: str) -> None:
+        if not secret:
+            raise ValueError("nothing to redact: empty secret")
+        self._pattern = re.compile("".join(_char_forms(c) for c in secret), re.IGNORECASE)
+
+    def __call__(self, text: object) -> str:
+        return self._pattern.sub(self.MASK, str(text))
+
+    def found(self, text: object) -> bool:
+        """Whether the secret (in any of its forms) occurs in ``text``."""
+        return self._pattern.search(str(text)) is not None
+
+
+class _RedactSecrets(logging.Filter):
+    """Redacts the API keys of live captures from log records (message, arguments and
+    traceback) of the loggers it is attached to (see :func:`protect_logger`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.redactors: weakref.WeakSet[SecretRedactor] = weakref.WeakSet()
+
+    def _redact(self, text: str) -> str:
+        for r in list(self.redactors):
+            text = r(text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.redactors:
+            return True
+        try:
+            msg = record.getMessage()
+        except Exception:  # a malformed record: keep only its template
+            msg = str(record.msg)
+        red = self._redact(msg)
+        if red != msg or record.args:
+            record.msg, record.args = red, None
+        if record.exc_info and record.exc_info[1] is not None:
+            tb = logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, self._redact(tb)
+        elif record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._redact(record.stack_info)
+        return True
+
+
+_SECRETS = _RedactSecrets()
+
+
+def protect_logger(logger: logging.Logger) -> logging.Logger:
+    """Attach the secret filter to ``logger`` (records of its own, not of its children)."""
+    if _SECRETS not in logger.filters:
+        logger.addFilter(_SECRETS)
+    return logger
+
+
+protect_logger(log)
+_WS_LOG = protect_logger(quiet_websocket_logger(__name__ + ".ws"))
+
+
+# ----------------------------------------------------------------------------- clock
+class Clock:
+    """Where a capture reads the time and how it waits: the system clock (``time.time``,
+    ``time.monotonic``) and ``asyncio.sleep``. Tests pass a clock of their own to
+    :class:`AisCapture` to control end times, schedule waits, back-off and the watchdog."""
+
+    def time(self) -> float:
+        """Wall-clock time (seconds since the epoch, UTC)."""
+        return time.time()
+
+    def monotonic(self) -> float:
+        """Monotonic seconds (durations: watchdog, flush interval, back-off)."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        await asyncio.sleep(seconds)
+
+    def now(self) -> pd.Timestamp:
+        """:meth:`time` as a UTC timestamp."""
+        return pd.Timestamp(self.time(), unit="s", tz="UTC")
+
+
+SYSTEM_CLOCK = Clock()
 
 
 @dataclass(frozen=True)
@@ -153,12 +278,15 @@ class AisCapture:
 
     def __init__(self, api_key: SecretStr | str | None, settings: CaptureSettings,
                  store: AisStore, *, sampler: DailySampler | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, clock: Clock | None = None) -> None:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         if not key:
             raise AisError("no aisstream API key: set AISSTREAM_API_KEY in the environment "
                            "or in a .env file (never in a config file)")
         self._key = SecretStr(key)
+        self._redactor = SecretRedactor(key)
+        _SECRETS.redactors.add(self._redactor)  # log records redacted while we live
+        self.clock = clock or SYSTEM_CLOCK
         self.settings = settings
         self.store = store
         self.sampler = sampler
@@ -169,7 +297,7 @@ class AisCapture:
         self._positions: list[dict[str, Any]] = []
         self._statics: list[dict[str, Any]] = []
         self._static_latest: dict[int, dict[str, Any]] = {}
-        self._last_flush = time.monotonic()
+        self._last_flush = self.clock.monotonic()
         self._stop = False
         self._got = 0  # frames received on the current connection
         self._tiles: tuple[str, ...] | None = settings.tiles
@@ -180,8 +308,14 @@ class AisCapture:
         self._stop = True
 
     def redact(self, text: object) -> str:
-        """``text`` with the API key replaced by ***."""
-        return str(text).replace(self._key.get_secret_value(), "***")
+        """``text`` with the API key (also quoted, JSON-, URL- or HTML-escaped) replaced by
+        ***."""
+        return self._redactor(text)
+
+    @property
+    def frames_on_connection(self) -> int:
+        """Frames received (and handled) on the current connection."""
+        return self._got
 
     def backoff_s(self, attempt: int) -> float:
         """Delay before reconnect attempt ``attempt`` (0 = first): exponential, capped,
@@ -202,11 +336,12 @@ class AisCapture:
         sub = json.dumps(build_subscription(self._key.get_secret_value(), boxes,
                                             mmsi=s.mmsi, message_types=s.message_types))
         end = pd.Timestamp(until).timestamp() if until is not None else math.inf
+        url = self.redact(s.url)
         if self.result.started is None:
             self.result.started = pd.Timestamp.now(tz="UTC")
         attempt = 0
         self.result.stop_reason = "running"
-        log.info("capturing AIS from %s: %d box(es), types %s%s, until %s", s.url, len(boxes),
+        log.info("capturing AIS from %s: %d box(es), types %s%s, until %s", url, len(boxes),
                  ",".join(s.message_types), f", {len(s.mmsi)} MMSI(s)" if s.mmsi else "",
                  until if until is not None else "stopped")
         try:
@@ -230,7 +365,7 @@ class AisCapture:
                     log.warning("aisstream connection closed (%s): reconnecting",
                                 self.redact(exc))
                 except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-                    log.warning("cannot reach %s (%s: %s)", s.url, type(exc).__name__,
+                    log.warning("cannot reach %s (%s: %s)", url, type(exc).__name__,
                                 self.redact(exc))
                 got = self._got
                 if self._done(end):
@@ -249,6 +384,13 @@ class AisCapture:
         except AisError as exc:
             self.result.stop_reason = f"error: {exc}"
             raise
+        except Exception as exc:
+            if not self._redactor.found(exc):
+                raise
+            # never let the key out in an exception message or its traceback
+            self.result.stop_reason = f"error: {self.redact(exc)}"
+            raise AisError(f"AIS capture failed: {type(exc).__name__}: "
+                           f"{self.redact(exc)}") from None
         finally:
             self.flush()
             self.store.raw.close()  # reopened by the next run, if any
@@ -262,7 +404,7 @@ class AisCapture:
         data of their ships), the raw file and the random sample."""
         pos, st = self._positions, self._statics
         self._positions, self._statics = [], []
-        self._last_flush = time.monotonic()
+        self._last_flush = self.clock.monotonic()
         self.store.raw.flush()
         static = static_table(list(self._static_latest.values())) \
             if self._static_latest and (pos or st) else None
@@ -283,15 +425,15 @@ class AisCapture:
 
     # ------------------------------------------------------------------ internals
     def _done(self, end: float) -> bool:
-        return self._stop or time.time() >= end
+        return self._stop or self.clock.time() >= end
 
     async def _sleep(self, seconds: float, end: float) -> None:
-        until = time.monotonic() + seconds
+        until = self.clock.monotonic() + seconds
         while not self._done(end):
-            left = until - time.monotonic()
+            left = until - self.clock.monotonic()
             if left <= 0:
                 return
-            await asyncio.sleep(min(left, _TICK_S))
+            await self.clock.sleep(max(0.0, min(left, _TICK_S, end - self.clock.time())))
 
     async def _session(self, sub: str, end: float) -> None:
         """One connection: subscribe, receive until the end, a stop or the watchdog."""
@@ -301,30 +443,57 @@ class AisCapture:
                            ping_timeout=20) as ws:
             self.result.connections += 1
             await ws.send(sub)  # at once: aisstream wants it within 3 s
-            last = time.monotonic()
+            clock = self.clock
+            last = clock.monotonic()  # when we last started waiting for a frame
             while not self._done(end):
-                wait = min(_TICK_S, s.watchdog_s - (time.monotonic() - last),
-                           end - time.time())
+                wait = min(_TICK_S, s.watchdog_s - (clock.monotonic() - last),
+                           end - clock.time())
                 try:
                     async with asyncio.timeout(max(wait, 0.001)):
                         msg = await ws.recv()
                 except TimeoutError:
-                    if time.monotonic() - last >= s.watchdog_s:
+                    if self._done(end):
+                        return
+                    if clock.monotonic() - last >= s.watchdog_s:
                         raise _WatchdogExpiredError() from None
                     continue
-                last = time.monotonic()
                 self._got += 1
                 self._handle(msg)
                 if len(self._positions) + len(self._statics) >= s.flush_rows or \
-                        last - self._last_flush >= s.flush_interval_s:
+                        clock.monotonic() - self._last_flush >= s.flush_interval_s:
                     self.flush()
+                # the watchdog counts time spent waiting, not storing (a slow disk or a busy
+                # machine must not look like a silent server)
+                last = clock.monotonic()
+
+    def _frame_text(self, msg: str | bytes) -> tuple[str, str | bytes]:
+        """(text to store, input to parse) for a frame, both without the API key. Binary
+        frames are UTF-8 text (aisstream sends JSON in binary frames); bytes that are not
+        UTF-8 are stored with replacement characters and parsed as they are (malformed)."""
+        parse: str | bytes
+        if isinstance(msg, bytes):
+            try:
+                text = parse = msg.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                text, parse = msg.decode("utf-8", "replace"), msg
+        else:
+            text = parse = msg
+        if self._redactor.found(text):
+            text = parse = self.redact(text)
+        return text, parse
 
     def _handle(self, msg: str | bytes) -> None:
         received = pd.Timestamp.now(tz="UTC")
         self.result.frames += 1
+        text, parse = self._frame_text(msg)
         if self.settings.keep_raw:
-            self.store.raw.write(msg, received)
-        parsed = self.parser.parse(msg, now=received)
+            self.store.raw.write(text, received)
+        try:
+            parsed = self.parser.parse(parse, now=received)
+        except Exception as exc:  # the parser counts bad frames; this is a last guard
+            self.parser.counts["parser_error"] += 1
+            log.warning("AIS frame skipped: the parser failed (%s)", type(exc).__name__)
+            return
         if parsed is None:
             return
         if parsed.kind == "error":
@@ -359,7 +528,7 @@ async def capture_segments(capture: AisCapture,
     for start, end, tiles in segments:
         if capture._stop:
             break
-        wait = (pd.Timestamp(start) - pd.Timestamp.now(tz="UTC")).total_seconds()
+        wait = (pd.Timestamp(start) - capture.clock.now()).total_seconds()
         if wait > 0:
             log.info("next overpass window %s–%s (%s): waiting %.0f s", start, end,
                      ",".join(tiles), wait)

@@ -6,17 +6,25 @@ It speaks the real protocol: the client sends a subscription within ``subscripti
 (:func:`~s2xr.ais.aisstream.validate_subscription`); a bad one is answered with
 ``{"error": "..."}`` and the connection closed. It then streams recorded (or synthetic) JSONL
 frames that match the boxes, types and MMSIs, at real speed (``speed=1``), accelerated
-(``speed=60``) or as fast as possible (``speed=None``), and can simulate outages:
+(``speed=60``) or as fast as possible (``speed=None``), and can simulate outages and faults,
+each once, when ``n`` frames of the stream have been delivered:
 
 * ``Outage("silence", after=n, seconds=s)`` — stay connected but send nothing for ``s`` s
-  once ``n`` frames of the stream have been delivered;
+  (``math.inf``: until the client gives up and reconnects — its watchdog must fire);
 * ``Outage("disconnect", after=n)`` — close the connection (code 1012, service restart);
+* ``Outage("abort", after=n)`` — drop the TCP connection without a closing handshake;
+* ``Outage("send", after=n, payload=..., seconds=s)`` — send one extra frame (text for
+  ``str``, binary for ``bytes``), e.g. one larger than the client accepts, then stay silent
+  for ``s`` s (``math.inf``: until the client drops the connection and reconnects);
 * ``valid_keys={...}`` — any other API key is rejected ("Api Key Is Not Valid").
 
 The stream is one "live" sequence shared by all connections: a client that reconnects gets
 what follows the last frame delivered, after ``resend_on_reconnect`` frames sent again (the
-real service may repeat frames; clients must deduplicate). Malformed lines in the input are
-sent as they are (clients must survive them).
+real service may repeat frames; clients must deduplicate), or — ``replay_from_start=True`` —
+the whole stream again (nothing a dropped connection lost is missing). Frames given as
+``bytes`` are sent as binary frames; malformed ones are sent as they are (clients must survive
+them). ``stats.sessions`` tells, per accepted subscription, how many frames were sent and
+whether the end of the stream was reached: a test waits for those, not for a duration.
 
 Use :class:`ReplayServer` inside an event loop (``async with``), or
 :class:`ReplayServerThread` to run it beside synchronous code (e.g. the CLI).
@@ -28,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,31 +55,40 @@ from s2xr.ais.aisstream import (
     quiet_websocket_logger,
     validate_subscription,
 )
+from s2xr.ais.capture import SecretRedactor, protect_logger
 from s2xr.errors import ServerError
 
-log = logging.getLogger(__name__)
+log = protect_logger(logging.getLogger(__name__))
 
 
-_WS_LOG = quiet_websocket_logger(__name__ + ".ws")
+_WS_LOG = protect_logger(quiet_websocket_logger(__name__ + ".ws"))
+
+OUTAGE_KINDS = ("silence", "disconnect", "abort", "send")
 
 
 @dataclass(frozen=True)
 class Outage:
-    """A simulated outage once ``after`` frames have been delivered: "silence" (connected,
-    nothing sent for ``seconds``) or "disconnect" (the server closes the connection)."""
+    """A simulated outage or fault once ``after`` frames have been delivered: "silence"
+    (connected, nothing sent for ``seconds``; ``math.inf``: until the client reconnects),
+    "disconnect" (the server closes the connection), "abort" (the TCP connection is dropped
+    without a closing handshake) or "send" (``payload`` is sent as one extra frame, then
+    silence for ``seconds``). A silence also ends when the client closes the connection."""
 
     kind: str
     after: int
     seconds: float = 0.0
+    payload: str | bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("silence", "disconnect"):
-            raise ValueError("Outage kind must be 'silence' or 'disconnect'")
+        if self.kind not in OUTAGE_KINDS:
+            raise ValueError(f"Outage kind must be one of {OUTAGE_KINDS}")
+        if self.kind == "send" and self.payload is None:
+            raise ValueError("Outage('send') needs a payload")
 
 
 @dataclass
 class _Frame:
-    text: str
+    text: str | bytes
     mtype: str | None
     mmsi: int | None
     lat: float | None
@@ -78,20 +96,33 @@ class _Frame:
     t: float | None  # seconds (UTC epoch) or None
 
 
-def _index(text: str) -> _Frame:
+def _index(text: str | bytes) -> _Frame:
     try:
         f = json.loads(text)
-        meta = f["MetaData"]
+        meta, mtype = f["MetaData"], f["MessageType"]
+        if not isinstance(mtype, str):
+            raise TypeError("MessageType is not a string")
         t = parse_aisstream_time(meta["time_utc"]).value / 1e9
-        return _Frame(text, f.get("MessageType"), int(meta["MMSI"]),
-                      float(meta["latitude"]), float(meta["longitude"]), t)
-    except Exception:  # malformed: sent unfiltered, no timing
+        return _Frame(text, mtype, int(meta["MMSI"]), float(meta["latitude"]),
+                      float(meta["longitude"]), t)
+    except Exception:  # malformed (or nested too deep): sent unfiltered, no timing
         return _Frame(text, None, None, None, None, None)
 
 
 @dataclass
+class ReplaySession:
+    """One accepted subscription: frames sent on it, whether it reached the end of the stream
+    (``exhausted``) and whether it is over (``closed``)."""
+
+    frames_sent: int = 0
+    exhausted: bool = False
+    closed: bool = False
+
+
+@dataclass
 class ReplayStats:
-    """What the server saw: connections, subscriptions (API key left out), frames sent."""
+    """What the server saw: connections, subscriptions (API key left out), frames sent, and
+    one :class:`ReplaySession` per accepted subscription."""
 
     connections: int = 0
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
@@ -99,6 +130,7 @@ class ReplayStats:
     frames_sent: int = 0
     delivered: int = 0  # position in the stream
     outages_done: int = 0
+    sessions: list[ReplaySession] = field(default_factory=list)
 
 
 class ReplayServer:
@@ -106,14 +138,18 @@ class ReplayServer:
 
     Parameters: ``speed`` (None = as fast as possible, 1 = the frames' own timing, 60 = sixty
     times faster), ``valid_keys`` (None accepts any non-empty key), ``outages``,
-    ``resend_on_reconnect``, ``subscription_timeout_s`` (3 s), ``host`` (127.0.0.1 only),
-    ``port`` (0 = any free port). ``stats.subscriptions`` records what clients asked for
-    (boxes as ``[[lat, lon], [lat, lon]]``, filters) without the API key.
+    ``resend_on_reconnect``, ``replay_from_start``, ``subscription_timeout_s`` (3 s), ``host``
+    (127.0.0.1 only), ``port`` (0 = any free port). ``stats.subscriptions`` records what
+    clients asked for (boxes as ``[[lat, lon], [lat, lon]]``, filters) without the API key.
+
+    Subclasses (e.g. a fuzzing server in the tests) may override :meth:`render` (what is sent
+    for a frame) and :meth:`rejection` (the error text for a refused subscription).
     """
 
-    def __init__(self, frames: Sequence[str] | str | Path, *, speed: float | None = None,
-                 valid_keys: Iterable[str] | None = None, outages: Sequence[Outage] = (),
-                 resend_on_reconnect: int = 0, subscription_timeout_s: float = 3.0,
+    def __init__(self, frames: Sequence[str | bytes] | str | Path, *,
+                 speed: float | None = None, valid_keys: Iterable[str] | None = None,
+                 outages: Sequence[Outage] = (), resend_on_reconnect: int = 0,
+                 replay_from_start: bool = False, subscription_timeout_s: float = 3.0,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         if isinstance(frames, str | Path) and not (isinstance(frames, str) and
                                                     frames.lstrip().startswith("{")):
@@ -126,6 +162,7 @@ class ReplayServer:
         self.valid_keys = set(valid_keys) if valid_keys is not None else None
         self.outages = sorted(outages, key=lambda o: o.after)
         self.resend_on_reconnect = resend_on_reconnect
+        self.replay_from_start = replay_from_start
         self.subscription_timeout_s = subscription_timeout_s
         self.host, self.port = host, port
         self.stats = ReplayStats()
@@ -162,12 +199,28 @@ class ReplayServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _reject(self, ws: ServerConnection, message: str) -> None:
-        self.stats.rejected.append(message)
-        log.info("replay: subscription refused: %s", message)
+    def render(self, frame: str | bytes, api_key: str) -> str | bytes:
+        """What is sent for a stream frame (subclasses may change it; the default sends the
+        frame as it is: text as a text frame, bytes as a binary frame)."""
+        return frame
+
+    def rejection(self, message: str, api_key: str | None) -> str:
+        """The error text sent for a refused subscription (aisstream's own wording)."""
+        return message
+
+    async def _reject(self, ws: ServerConnection, message: str, api_key: str | None = None
+                      ) -> None:
+        text = self.rejection(message, api_key)
+        # the key a client sent never goes into the server's log or stats
+        if api_key and len(api_key) <= 1024:
+            safe = SecretRedactor(api_key)(text)
+        else:  # a key too long to search for in all its forms
+            safe = text.replace(api_key, "***") if api_key else text
+        self.stats.rejected.append(safe)
+        log.info("replay: subscription refused: %s", safe)
         try:
-            await ws.send(json.dumps({"error": message}))
-            await ws.close(1008, message[:100])
+            await ws.send(json.dumps({"error": text}))
+            await ws.close(1008, safe.encode()[:120].decode("utf-8", "ignore"))  # ≤ 123 B
         except ConnectionClosed:
             pass
 
@@ -180,19 +233,31 @@ class ReplayServer:
             return
         except ConnectionClosed:
             return
+        key: str | None = None
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            key = json.loads(first).get("APIKey")
+        key = key if isinstance(key, str) and key else None
         try:
             sub = validate_subscription(first, valid_keys=self.valid_keys)
         except SubscriptionError as exc:
-            await self._reject(ws, str(exc))
+            await self._reject(ws, str(exc), key)
             return
+        assert key is not None  # validated
         raw = json.loads(first)
         self.stats.subscriptions.append({k: v for k, v in raw.items() if k != "APIKey"})
+        session = ReplaySession()
+        self.stats.sessions.append(session)
         self._active += 1
         me = self._active
-        if self.stats.connections > 1 and self.resend_on_reconnect:
+        if self.replay_from_start:
+            self.stats.delivered = 0
+        elif self.stats.connections > 1 and self.resend_on_reconnect:
             self.stats.delivered = max(0, self.stats.delivered - self.resend_on_reconnect)
-        with contextlib.suppress(ConnectionClosed):
-            await self._stream(ws, sub, me)
+        try:
+            with contextlib.suppress(ConnectionClosed):
+                await self._stream(ws, sub, me, key, session)
+        finally:
+            session.closed = True
 
     def _wanted(self, f: _Frame, sub: Subscription) -> bool:
         if f.mtype is None:
@@ -203,7 +268,8 @@ class ReplayServer:
             return False
         return bool(in_any_box(sub.boxes, f.lat, f.lon))
 
-    async def _stream(self, ws: ServerConnection, sub: Subscription, me: int) -> None:
+    async def _stream(self, ws: ServerConnection, sub: Subscription, me: int, key: str,
+                      session: ReplaySession) -> None:
         ref: tuple[float, float] | None = None  # (stream time, loop time) at start
         while self._active == me:
             pos = self.stats.delivered
@@ -214,7 +280,19 @@ class ReplayServer:
                     log.info("replay: forced disconnect after %d frames", pos)
                     await ws.close(1012, "service restart")
                     return
-                log.info("replay: silent for %.1f s after %d frames", out.seconds, pos)
+                if out.kind == "abort":
+                    log.info("replay: connection dropped after %d frames", pos)
+                    ws.transport.abort()
+                    return
+                if out.kind == "send":
+                    assert out.payload is not None
+                    log.info("replay: extra frame of %d bytes after %d frames",
+                             len(out.payload), pos)
+                    await ws.send(out.payload)
+                    if not out.seconds:
+                        continue
+                log.info("replay: silent for %s s after %d frames",
+                         "ever" if math.isinf(out.seconds) else f"{out.seconds:.1f}", pos)
                 loop = asyncio.get_running_loop()
                 until = loop.time() + out.seconds
                 while loop.time() < until and self._active == me and \
@@ -223,6 +301,7 @@ class ReplayServer:
                 ref = None
                 continue
             if pos >= len(self.frames):
+                session.exhausted = True
                 self.exhausted.set()
                 if ws.state is not State.OPEN:
                     return
@@ -241,8 +320,9 @@ class ReplayServer:
                 continue
             if self._active != me:
                 return
-            await ws.send(f.text)
+            await ws.send(self.render(f.text, key))
             self.stats.frames_sent += 1
+            session.frames_sent += 1
             self.stats.delivered = pos + 1
             if self.stats.frames_sent % 256 == 0:
                 await asyncio.sleep(0)  # let other connections and the client run
@@ -252,8 +332,10 @@ class ReplayServerThread:
     """A :class:`ReplayServer` running in its own thread and event loop, for synchronous
     callers: ``with ReplayServerThread(frames, ...) as srv: run_cli(srv.url)``."""
 
-    def __init__(self, frames: Sequence[str] | str | Path, **kwargs: Any) -> None:
+    def __init__(self, frames: Sequence[str | bytes] | str | Path, *,
+                 server_class: type[ReplayServer] | None = None, **kwargs: Any) -> None:
         self._args = (frames, kwargs)
+        self._class = server_class or ReplayServer
         self.server: ReplayServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -276,7 +358,7 @@ class ReplayServerThread:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self.server = ReplayServer(self._args[0], **self._args[1])
+            self.server = self._class(self._args[0], **self._args[1])
             loop.run_until_complete(self.server.start())
         except BaseException as exc:  # reported to the starting thread
             self._error = exc
@@ -301,8 +383,12 @@ class ReplayServerThread:
     def stop(self) -> None:
         """Stop the server and join the thread."""
         if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+            if self._thread.is_alive():
+                with contextlib.suppress(RuntimeError):  # the loop already closed
+                    self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(60)
+            if self._thread.is_alive():
+                raise ServerError("AIS replay server thread did not stop within 60 s")
             self._thread = None
 
     def __enter__(self) -> ReplayServerThread:

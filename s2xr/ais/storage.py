@@ -23,6 +23,7 @@ part): a record already stored is never stored again.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import IO
@@ -54,6 +55,12 @@ _FLOAT = ("lat", "lon", "sog", "cog", "heading", "to_bow", "to_stern", "to_port"
 _INT = ("nav_status", "ship_type", "imo")
 _STR = ("message_type", "ship_name", "call_sign", "tile_id", "provider", "source", "part",
         "destination")
+_SURROGATE = r"[\ud800-\udfff]"  # a lone surrogate (JSON "\ud800") cannot be written as UTF-8
+# characters str.splitlines() breaks lines at, besides \r and \n: escaped in the raw log so that
+# every frame stays on one line (inside a JSON string the escape means the same character)
+_LINE_BREAKS = {c: f"\\u{ord(c):04x}" for c in "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+_LINE_BREAKS.update({"\r": " ", "\n": " "})
+_RAW_LINE = str.maketrans(_LINE_BREAKS)
 
 
 def day_dir(root: Path, day: pd.Timestamp | str) -> Path:
@@ -61,6 +68,21 @@ def day_dir(root: Path, day: pd.Timestamp | str) -> Path:
     d = pd.Timestamp(day)
     d = d.tz_convert("UTC") if d.tzinfo else d
     return Path(root) / "ais" / d.strftime("%Y%m%d")
+
+
+def writable_text(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with lone surrogates in its text columns replaced by U+FFFD (they come from
+    JSON escapes such as ``"\\ud800"`` in a ship name and would fail the parquet write)."""
+    out = df
+    for c in df.columns:
+        if df[c].dtype == object or isinstance(df[c].dtype, pd.StringDtype):
+            col = df[c]
+            bad = col.map(lambda v: isinstance(v, str) and not v.isascii()
+                          and re.search(_SURROGATE, v) is not None).astype(bool)
+            if bad.any():
+                out = out.copy() if out is df else out
+                out.loc[bad, c] = col[bad].str.replace(_SURROGATE, "\ufffd", regex=True)
+    return out
 
 
 def coerce(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -151,17 +173,20 @@ class RawWriter:
         self.lines = 0
 
     def write(self, text: str | bytes, received: pd.Timestamp) -> None:
-        """Append one frame (newlines inside it are replaced by spaces: still valid JSON)."""
+        """Append one frame, always as one line: \\r and \\n are replaced by spaces, the other
+        line breaks (U+2028, U+0085, ...) by JSON escapes (valid JSON stays valid and means
+        the same); lone surrogates are written as ``\\udXXX`` escapes."""
         day = received.strftime("%Y%m%d")
         if day != self._day or self._fh is None:
             self.close()
             path = self.root / "ais" / day / RAW_NAME
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
+            self._fh = open(path, "a", encoding="utf-8",  # noqa: SIM115 (kept open)
+                            errors="backslashreplace")
             self._day = day
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
-        self._fh.write(text.replace("\r", " ").replace("\n", " ") + "\n")
+        self._fh.write(text.translate(_RAW_LINE) + "\n")
         self.lines += 1
 
     def flush(self) -> None:
@@ -203,7 +228,7 @@ class AisStore:
 
     def write_static(self, rows: pd.DataFrame | list[dict]) -> int:
         """Merge static records into ``ais/YYYYMMDD/ais_static.parquet``; returns rows added."""
-        df = pd.DataFrame(rows)
+        df = writable_text(pd.DataFrame(rows))
         if df.empty:
             return 0
         df["source"] = self.source
@@ -228,6 +253,7 @@ class AisStore:
             return 0
         if static is not None and len(static):
             df = join_static(df, static)
+        df = writable_text(df)
         df["source"] = self.source
         df = coerce(df, POSITION_COLUMNS)
         hits = assign_tiles(df["lat"].to_numpy(), df["lon"].to_numpy(), tiles)
