@@ -255,11 +255,16 @@ async def _capture_replay(cfg: Config, services: _Services, schedule: pd.DataFra
             control.progress(server.stats.delivered, total)
             await asyncio.sleep(0.1)
         control.progress(server.stats.delivered, total)
-        # let the frames in flight arrive, then stop and flush
-        sent = -1
-        while sent != capture.result.frames and not task.done():
-            sent = capture.result.frames
-            await asyncio.sleep(0.3)
+        # let every frame the server sent arrive (counted, not timed: a busy machine may
+        # take a while), then stop and flush
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 600
+        while (capture.result.frames < server.stats.frames_sent and not task.done()
+               and not control.stopped and loop.time() < deadline):
+            await asyncio.sleep(0.05)
+        if capture.result.frames < server.stats.frames_sent and not control.stopped:
+            log.warning("replay capture: %d of %d frame(s) arrived before the stop",
+                        capture.result.frames, server.stats.frames_sent)
         capture.request_stop()
         res = await task
         store.close()
