@@ -41,6 +41,7 @@ from s2xr.store import write_chips
 from s2xr.store.consistency import dataset_lock, reconcile
 from s2xr.store.index import read_index
 from s2xr.store.layout import atomic_write, ensure_writable
+from s2xr.store.writer import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +436,9 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
            pd.DataFrame(columns=["row", "mmsi", "item_id", "stage", "reason"])]
     log.info("AIS: %d valid point(s) of %d ship(s), %d rejected row(s)", len(points),
              points["mmsi"].nunique(), len(table.rejects))
-    points = points.reset_index(drop=True)
+    del table  # only ``points`` (and the rejects above) from here: no second copy alive
+    if not points.index.equals(pd.RangeIndex(len(points))):
+        points = points.reset_index(drop=True)
     try:
         search = search_scenes(points, cfg.stac, source, start=start, end=end,
                                errors="collect")
@@ -457,11 +460,13 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
                             "STAC search failed: " + str(search.failed["error"].iloc[0]))
         log.error("%d of %d search(es) failed: %d job(s) deferred, retried with back-off "
                   "(`s2xr ops retry`)", len(search.failed), len(search.groups), n_deferred)
-    searched = points.drop(index=failed_rows)
-    _close_deferred(store, searched, run_id)
-    points = searched.reset_index(drop=True)
+    if failed_rows:  # no copy of the points when every search succeeded
+        points = points.drop(index=failed_rows).reset_index(drop=True)
+    _close_deferred(store, points, run_id)
+    n_points, n_searches = len(points), len(search.groups)
     bands = cfg.chip.all_bands
     usable, bad_items = split_usable_items(search.items, (*bands, "scl"))
+    del search  # its groups hold every point's row label
     rej.append(bad_items)
     items_df = items_table(usable, bands=(*bands, "scl"))
     targets, unmatched = candidate_targets(points, items_df, cfg.stac.window_hours)
@@ -510,6 +515,9 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
         # every positioned ship in each chip's footprint: boxes/points + a lazy ship_mask
         labels = label_chips(plan, ship_states(positioned, points), size=cfg.chip.size,
                              res=cfg.chip.resolution)
+        # the points, targets and fixes are not needed to cut and write the chips
+        del points, targets, positioned, cplan
+        release_free_memory()
         gated = attach_ship_mask(gate_chips(chips, cfg.gate), labels)
         with use_scheduler(cfg.dask) as sched_label:
             total = len(plan)
@@ -538,7 +546,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     _write_rejects(root, rejects)
     index_rows = len(read_index(root))
     return ChipJobResult(
-        root=root, n_points=len(points), n_items=len(used), n_searches=len(search.groups),
+        root=root, n_points=n_points, n_items=len(used), n_searches=n_searches,
         n_planned=n_planned, n_skipped_existing=n_skip, n_chips=n_chips, n_passed=n_passed,
         rejects=rejects, scheduler=sched_label, index_rows=index_rows, n_deferred=n_deferred,
         outputs={"index": root / "indexes" / "tiles.parquet", "cube": root / "chips.zarr",
