@@ -104,7 +104,10 @@ def position_targets(points: pd.DataFrame, targets: pd.DataFrame, *, max_extrapo
         out[c] = v
     out["ais_time"] = pd.to_datetime(out["ais_time"], utc=True)
     if timed.any():
-        tracks = points.loc[points["time"].notna()]
+        has_time = points["time"].notna()
+        # every fix usually has a time (fix_times): then no copy of the points
+        tracks = points if has_time.all() else points.loc[has_time]
+        del has_time
         pos = position_at(tracks, out.loc[timed, ["mmsi", "time"]],
                           max_extrapolation_s=max_extrapolation_s, max_gap_s=max_gap_s)
         for c in ("lat", "lon", "ais_time", "gap_s", "method", "uncertainty_m", "reason"):
@@ -437,8 +440,9 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     log.info("AIS: %d valid point(s) of %d ship(s), %d rejected row(s)", len(points),
              points["mmsi"].nunique(), len(table.rejects))
     del table  # only ``points`` (and the rejects above) from here: no second copy alive
-    if not points.index.equals(pd.RangeIndex(len(points))):
-        points = points.reset_index(drop=True)
+    # positional row labels without copying the columns (reset_index copies them all)
+    points = points.set_axis(pd.RangeIndex(len(points)), copy=False)
+    release_free_memory()  # the reader's and fix_times' freed memory back to the OS
     try:
         search = search_scenes(points, cfg.stac, source, start=start, end=end,
                                errors="collect")
@@ -452,6 +456,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
                              n_planned=0, n_skipped_existing=0, n_chips=0, n_passed=0,
                              rejects=rejects, n_deferred=n,
                              index_rows=len(read_index(root)))
+    release_free_memory()
     n_deferred = 0
     failed_rows = search.failed_rows
     if failed_rows:
@@ -471,6 +476,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     items_df = items_table(usable, bands=(*bands, "scl"))
     targets, unmatched = candidate_targets(points, items_df, cfg.stac.window_hours)
     rej.append(unmatched.assign(stage="search", item_id=None))
+    release_free_memory()
     positioned = position_targets(points, targets,
                                   max_extrapolation_s=cfg.ais.max_extrapolation_s,
                                   max_gap_s=cfg.ais.max_interpolation_gap_s)
