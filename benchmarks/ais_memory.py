@@ -202,7 +202,7 @@ def main() -> None:
     ap.add_argument("--keep", default=None, help="work in this directory and keep it")
     ap.add_argument("--block-size", type=int, default=None,
                     help="storage.block_size (chips computed and written per block; "
-                         "default: the config's, 128)")
+                         "default: the config's, 32)")
     args = ap.parse_args()
     rows = args.rows or (60_000 if args.quick else 1_460_000)
     tmp = tempfile.mkdtemp(prefix="s2xr-ais-mem-") if args.keep is None else args.keep
@@ -231,7 +231,7 @@ def main() -> None:
                   f"{r['wall_s']:.0f} s", flush=True)
         small_rows = sum(1 for _ in world.ais_path.open()) - 1
         out = {"benchmark": "ais_memory", "quick": args.quick, "rows_big": n,
-               "block_size": args.block_size or 128,
+               "block_size": args.block_size or 32,
                "rows_small": small_rows, "csv_mb_big": round(mb, 1)}
         for name, r in runs.items():
             for k, v in r.items():

@@ -94,7 +94,7 @@ class StorageConfig(_Section):
     write_zarr: bool = True
     write_geotiff: bool = True
     write_quicklook: bool = True
-    block_size: int = Field(128, ge=1, description="chips computed and written per block")
+    block_size: int = Field(32, ge=1, description="chips computed and written per block")
 
 
 class SplitConfig(_Section):

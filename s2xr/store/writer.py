@@ -189,7 +189,7 @@ def release_free_memory() -> None:
 
 def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
                 gate_cfg: GateConfig | None = None, *, item_meta: dict[str, Any] | None = None,
-                block_size: int = 128, index_every: int = 2048,
+                block_size: int = 32, index_every: int = 2048,
                 progress: Callable[[int], None] | None = None,
                 labels: pd.DataFrame | None = None,
                 should_stop: Callable[[], bool] | None = None) -> WriteSummary:
