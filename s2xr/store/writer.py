@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -187,6 +188,23 @@ def release_free_memory() -> None:
         libc.malloc_trim(0)
 
 
+_M_ARENA_MAX = -8  # glibc mallopt parameter
+
+
+def limit_malloc_arenas(n: int = 2) -> None:
+    """Let glibc create at most ``n`` malloc arenas from now on (``mallopt(M_ARENA_MAX)``;
+    a no-op elsewhere or when ``MALLOC_ARENA_MAX`` is set in the environment).
+
+    The writer's Dask, encode and prefetch threads otherwise each get an arena whose freed
+    pages stay resident: on the AIS memory benchmark the write stage peaked ~150 MB higher
+    (1,170 vs 997 MB) at the same speed."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_ARENA_MAX, n)
+
+
 def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
                 gate_cfg: GateConfig | None = None, *, item_meta: dict[str, Any] | None = None,
                 block_size: int = 32, index_every: int = 2048,
@@ -210,6 +228,7 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     returns early (``n_chips`` counts what was written)."""
     root = Path(cfg.root)
     ensure_writable(root)
+    limit_malloc_arenas()
     if "split" not in plan:
         raise ValueError("plan needs a 'split' column (see s2xr.splits.assign_splits)")
     bands = [str(b) for b in gated.band.values]
