@@ -41,7 +41,7 @@ from s2xr.store import write_chips
 from s2xr.store.consistency import dataset_lock, reconcile
 from s2xr.store.index import read_index
 from s2xr.store.layout import atomic_write, ensure_writable
-from s2xr.store.writer import release_free_memory
+from s2xr.store.writer import limit_malloc_arenas, release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -428,6 +428,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
                   should_stop: Callable[[], bool] | None = None) -> ChipJobResult:
     root = Path(cfg.storage.root)
     ais_source = str(Path(ais).resolve()) if isinstance(ais, str | Path) else None
+    limit_malloc_arenas()  # the reader's, search's and writer's threads share 2 arenas
     table = read_ais_table(ais)
     points = table.points
     if only_mmsi is not None:
@@ -518,6 +519,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
         stacks = stack_by_epsg(used, bands, resolution=cfg.chip.resolution,
                                resampling=cfg.chip.resampling, engine=cfg.stac.engine)
         chips = cut_chips(stacks, plan, cfg.chip)
+        release_free_memory()  # positioning's and planning's freed memory
         # every positioned ship in each chip's footprint: boxes/points + a lazy ship_mask
         labels = label_chips(plan, ship_states(positioned, points), size=cfg.chip.size,
                              res=cfg.chip.resolution)
