@@ -84,7 +84,7 @@ def panel_serve_args(*, config_path: str | None, port: int, address: str,
         args += ["--allow-websocket-origin", o]
     # Panel refuses a setting given both as an argument and as its PANEL_* variable
     if (basic_auth or oauth_provider) and (cookie_secret or not env.get("PANEL_COOKIE_SECRET")):
-        args += ["--cookie-secret", cookie_secret or secrets.token_urlsafe(32)]
+        args.append(_flag("--cookie-secret", cookie_secret or secrets.token_urlsafe(32)))
     if basic_auth:
         args += ["--basic-auth", basic_auth]
     if oauth_provider:
@@ -92,14 +92,20 @@ def panel_serve_args(*, config_path: str | None, port: int, address: str,
         for flag, value in (("--oauth-key", oauth_key), ("--oauth-secret", oauth_secret),
                             ("--oauth-redirect-uri", oauth_redirect_uri)):
             if value:  # else Panel reads its PANEL_OAUTH_* variable
-                args += [flag, value]
+                args.append(_flag(flag, value))
         if oauth_encryption_key or not env.get("PANEL_OAUTH_ENCRYPTION"):
-            args += ["--oauth-encryption-key", oauth_encryption_key or _fernet_key()]
+            args.append(_flag("--oauth-encryption-key", oauth_encryption_key or _fernet_key()))
     if show:
         args.append("--show")
     if config_path:
         args += ["--args", "--config", str(Path(config_path).resolve())]
     return args
+
+
+def _flag(flag: str, value: str) -> str:
+    """``--flag=value`` in one argument: a random secret may begin with ``-`` (urlsafe
+    base64), which argparse would take for another option if it stood on its own."""
+    return f"{flag}={value}"
 
 
 def _fernet_key() -> str:

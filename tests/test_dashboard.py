@@ -79,11 +79,31 @@ def test_public_address_with_auth(tmp_path):
     args = panel_serve_args(config_path=None, port=5006, address="0.0.0.0",
                             basic_auth=str(pw), allow_websocket_origin=("ops.example:5006",))
     assert args[args.index("--basic-auth") + 1] == str(pw)
-    assert len(args[args.index("--cookie-secret") + 1]) >= 32
+    secret = [a for a in args if a.startswith("--cookie-secret=")]
+    assert len(secret) == 1 and len(secret[0].split("=", 1)[1]) >= 32
     assert "ops.example:5006" in args
     oauth = panel_serve_args(config_path=None, port=5006, address="0.0.0.0",
-                             oauth_provider="github", oauth_key="k", oauth_secret="s")
-    assert "--oauth-encryption-key" in oauth and "--cookie-secret" in oauth
+                             oauth_provider="github", oauth_key="k", oauth_secret="-s")
+    assert any(a.startswith("--oauth-encryption-key=") for a in oauth)
+    assert any(a.startswith("--cookie-secret=") for a in oauth)
+    assert "--oauth-secret=-s" in oauth  # a value that begins with '-' stays a value
+
+
+def test_secrets_that_begin_with_a_dash_reach_panel_as_values(tmp_path):
+    """Panel's own parser reads every generated secret as the option's value (a random
+    secret begins with '-' once in 64 starts; it used to be taken for an option)."""
+    import argparse
+
+    from panel.command.serve import Serve
+
+    pw = tmp_path / "users.json"
+    pw.write_text('{"ops": "correct-horse-battery"}')
+    parser = argparse.ArgumentParser()
+    Serve(parser=parser.add_subparsers().add_parser("serve"))  # panel serve's own options
+    args = panel_serve_args(config_path=None, port=5006, address="0.0.0.0",
+                            basic_auth=str(pw), cookie_secret="-starts-with-a-dash-" * 2)
+    ns = parser.parse_args(args)
+    assert ns.cookie_secret == "-starts-with-a-dash-" * 2
     with pytest.raises(ConfigError, match="oauth-key"):
         panel_serve_args(config_path=None, port=5006, address="0.0.0.0",
                          oauth_provider="github")
