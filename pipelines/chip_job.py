@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from pipelines.scheduler import use_scheduler
 from s2xr.ais import position_at, read_ais_table
 from s2xr.ais.fixtime import fix_times
+from s2xr.ais.mmsi import parse_mmsi
 from s2xr.chips import cut_chips, plan_chips
 from s2xr.config import Config
 from s2xr.errors import StacError
@@ -159,35 +160,18 @@ REJECT_SCHEMA = pa.schema([
 ])
 
 
-def _mmsi_number(v: Any) -> int | None:
-    """An MMSI as an int when ``v`` is one (int, integral float, or all-digit text of at most
-    9 digits), else None."""
-    if v is None or isinstance(v, bool) or v is pd.NA:
-        return None
-    if isinstance(v, int | np.integer):
-        n = int(v)
-    elif isinstance(v, float | np.floating):
-        if not np.isfinite(v) or v % 1:
-            return None
-        n = int(v)
-    elif isinstance(v, str) and v.isascii() and v.isdigit() and len(v) <= 9:
-        n = int(v)
-    else:
-        return None
-    return n if 0 < n <= 999_999_999 else None
-
-
 def typed_rejects(df: pd.DataFrame) -> pa.Table:
     """``rejects.parquet`` rows with the fixed :data:`REJECT_SCHEMA`, whatever the input
-    held: ``mmsi`` is an int64 only when it is a valid 9-digit number (else null, and the
-    raw text goes to ``value`` if that is empty), ``row`` an int64, the rest text."""
+    held: ``mmsi`` is an int64 only when it is a valid MMSI (the one rule of
+    :func:`s2xr.ais.mmsi.parse_mmsi`; else null, and the raw text goes to ``value`` if that
+    is empty), ``row`` an int64, the rest text."""
     n = len(df)
 
     def col(name: str) -> pd.Series:
         return df[name] if name in df else pd.Series([None] * n, index=df.index, dtype=object)
 
     raw_mmsi = col("mmsi").astype(object)
-    nums = [_mmsi_number(v) for v in raw_mmsi]
+    nums = [parse_mmsi(v) for v in raw_mmsi]
     ok = pd.Series([v is not None for v in nums], index=df.index, dtype=bool)
     value = col("value").astype(object)
     bad_raw = ~ok & raw_mmsi.notna()
@@ -466,7 +450,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
                             "STAC search failed: " + str(search.failed["error"].iloc[0]))
         log.error("%d of %d search(es) failed: %d job(s) deferred, retried with back-off "
                   "(`s2xr ops retry`)", len(search.failed), len(search.groups), n_deferred)
-    if failed_rows:  # no copy of the points when every search succeeded
+        # the searched points only (no copy of the points when every search succeeded)
         points = points.drop(index=failed_rows).reset_index(drop=True)
     _close_deferred(store, points, run_id)
     n_points, n_searches = len(points), len(search.groups)

@@ -340,7 +340,7 @@ def test_stac_server_dies_with_a_sigkilled_parent(world, tmp_path):
             child.kill()
 
 
-def test_a_stale_pid_file_is_reaped_on_the_next_start(world, tmp_path):
+def test_a_stale_pid_file_is_reaped_on_the_next_start(tmp_path):
     """Where no parent-death signal exists, the pid file left behind names the orphan."""
     from s2xr.procs import reap_stale
 
