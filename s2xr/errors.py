@@ -23,6 +23,11 @@ class StacError(S2xrError):
     """The STAC API or catalog could not be searched (down, errors, bad answers)."""
 
 
+class StacUnavailableError(StacError):
+    """The STAC API itself cannot be opened (down, refusing, not a STAC API): every search
+    would fail, unlike one search that fails after its retries."""
+
+
 class SceneError(S2xrError):
     """An item cannot be used: a missing band, a bad grid, a corrupt raster."""
 

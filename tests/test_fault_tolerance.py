@@ -431,3 +431,17 @@ def test_fix_times_parses_each_overpass_time_on_its_own():
     want = pd.to_datetime(["2026-10-02T05:30:00Z", "2026-10-02T11:00:00Z",
                            "2026-10-02T11:00:00Z"], utc=True)
     assert list(got) == list(want)
+
+
+def test_an_unreachable_stac_api_defers_every_ship_day(world, tmp_path):
+    """The API cannot even be opened: nothing is searched, every ship-day is deferred (one
+    job each), and the job itself ends normally."""
+    from s2xr.demo.stac_server import free_port
+
+    ais = tmp_path / "ais.csv"
+    _points(world, 2).to_csv(ais, index=False)
+    cfg = _cfg(tmp_path / "ds", f"http://127.0.0.1:{free_port()}")
+    res = run_chip_job(cfg, ais)
+    assert res.n_searches == 0 and res.n_chips == 0 and res.n_deferred == 6  # 2 ships x 3 days
+    deferred = JobStore(db_path(cfg), cfg.ops).jobs(states=("deferred",))
+    assert len(deferred) == 6 and deferred["reason"].str.contains("cannot open STAC API").all()

@@ -24,7 +24,7 @@ import pandas as pd
 import shapely.geometry
 
 from s2xr.config import StacConfig
-from s2xr.errors import StacError
+from s2xr.errors import StacError, StacUnavailableError
 from s2xr.grid import tiles_at_many
 from s2xr.scenes.items import dedupe_items, normalize_item
 
@@ -120,8 +120,8 @@ class StacApiSource:
                 self._client = Client.open(self.url, stac_io=_make_io(self.cfg),
                                            timeout=self.cfg.timeout_s)
             except Exception as exc:  # pystac-client raises several types
-                raise StacError(f"cannot open STAC API {self.url}: {exc}; check stac.api_url "
-                                "and that the server is up") from exc
+                raise StacUnavailableError(f"cannot open STAC API {self.url}: {exc}; check "
+                                           "stac.api_url and that the server is up") from exc
         return self._client
 
     def search(self, *, bbox: Bbox, start: pd.Timestamp, end: pd.Timestamp,
@@ -290,7 +290,7 @@ def search_scenes(points: pd.DataFrame, cfg: StacConfig, source: ItemSource | No
             items = source.search(bbox=g.bbox, start=g.start, end=g.end,
                                   collection=cfg.collection)
         except StacError as exc:
-            if errors == "raise" or str(exc).startswith("cannot open STAC API"):
+            if errors == "raise" or isinstance(exc, StacUnavailableError):
                 raise
             log.error("search %s %s failed, its %d point(s) are left for a retry: %s",
                       g.tile_id, "" if pd.isna(g.day) else f"{g.day:%Y-%m-%d}",
