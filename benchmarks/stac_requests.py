@@ -27,7 +27,7 @@ from s2xr.demo import StacApiServer
 from s2xr.demo.items import make_collection, make_item
 from s2xr.grid import tile_footprint, tile_geobox, tiles_at_many
 from s2xr.scenes import StacApiSource, search_scenes
-from s2xr.testing import CountingProxy
+from s2xr.testing import FaultProxy
 
 TILES = ("30STE", "30STF", "30SUE", "30SUF")
 DAY0 = pd.Timestamp("2026-10-01T10:56:00Z")
@@ -77,7 +77,7 @@ def main() -> None:
     rng = np.random.default_rng(11)
     with tempfile.TemporaryDirectory() as tmp:
         col, items = build_catalog(Path(tmp))
-        proxy = CountingProxy("http://127.0.0.1:0")
+        proxy = FaultProxy("http://127.0.0.1:0")
         with StacApiServer(col, items, public_url=proxy.url) as srv:
             proxy.upstream = srv.url
             with proxy:

@@ -79,16 +79,6 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    @property
-    def fail_next(self) -> list[tuple[int, dict[str, str]]]:
-        """Compatibility view: status faults queued for any path."""
-        return [(f.status_code, f.headers) for p, q in self._queues if p == "" for f in q]
-
-    @fail_next.setter
-    def fail_next(self, value: list[tuple[int, dict[str, str]]]) -> None:
-        self.clear_faults()
-        self.inject(*(Fault.status(code, headers) for code, headers in value))
-
     def inject(self, *faults: Fault, path: str = "") -> None:
         """Queue ``faults`` for the next requests whose path starts with ``path``."""
         with self._lock:
@@ -208,5 +198,3 @@ class FaultProxy:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-
-CountingProxy = FaultProxy  # the name the older tests and the STAC benchmark use

@@ -17,7 +17,7 @@ from s2xr.demo.stac_server import free_port
 from s2xr.errors import StacError, StorageError
 from s2xr.scenes import StacApiSource, search_scenes
 from s2xr.store import read_index
-from s2xr.testing import CountingProxy
+from s2xr.testing import Fault, FaultProxy
 
 
 def cfg_for(root, url, **stac):
@@ -43,7 +43,7 @@ def test_stac_server_down_is_a_clear_error():
 
 
 def test_search_retries_429_and_5xx_then_succeeds(world):
-    proxy = CountingProxy("http://127.0.0.1:0")
+    proxy = FaultProxy("http://127.0.0.1:0")
     with StacApiServer(world.collection_path, world.items_path, public_url=proxy.url) as srv:
         proxy.upstream = srv.url
         with proxy:
@@ -54,12 +54,12 @@ def test_search_retries_429_and_5xx_then_succeeds(world):
             clean = search_scenes(pts, cfg, src)
             n_clean = proxy.counts["/search"]
             proxy.reset()
-            proxy.fail_next = [(429, {"Retry-After": "1"}), (503, {})]
+            proxy.inject(Fault.status(429, {"Retry-After": "1"}), Fault.status(503))
             res = search_scenes(pts, cfg, src)
             assert [i["id"] for i in res.items] == [i["id"] for i in clean.items]
             assert len(res.items) >= 1
             assert proxy.counts["/search"] == n_clean + 2  # the 429 and the 503 were retried
-            proxy.fail_next = [(500, {})] * 10
+            proxy.inject(*[Fault.status(500)] * 10)
             with pytest.raises(StacError, match=r"STAC search .* failed"):
                 search_scenes(pts, cfg, src)
 

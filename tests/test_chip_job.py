@@ -19,7 +19,7 @@ from s2xr.config import build_config
 from s2xr.demo import StacApiServer
 from s2xr.store import open_chips, read_index
 from s2xr.store.index import INDEX_COLUMNS
-from s2xr.testing import CountingProxy
+from s2xr.testing import FaultProxy
 
 
 def make_cfg(root, url, **over):
@@ -34,7 +34,7 @@ def make_cfg(root, url, **over):
 def counted_run(world, tmp_path_factory):
     """One chip job over every AIS fix of the world, requests counted at the server."""
     root = tmp_path_factory.mktemp("run")
-    proxy = CountingProxy("http://127.0.0.1:0")
+    proxy = FaultProxy("http://127.0.0.1:0")
     with StacApiServer(world.collection_path, world.items_path,
                        public_url=proxy.url) as srv:
         proxy.upstream = srv.url
