@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class S2xrError(Exception):
     """Base class for s2xr errors."""
@@ -48,8 +50,8 @@ class AisError(S2xrError):
     """AIS capture failed (rejected key, protocol error)."""
 
 
-_DISK_FULL = (28, 122)  # ENOSPC, EDQUOT
-_NO_PERMISSION = (1, 13, 30)  # EPERM, EACCES, EROFS
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_NO_PERMISSION = (errno.EPERM, errno.EACCES, errno.EROFS)
 _DISK_FULL_TEXT = ("no space left", "disk is full", "free disk space", "disk quota")
 _NO_PERMISSION_TEXT = ("permission denied", "read-only file system", "operation not permitted")
 
