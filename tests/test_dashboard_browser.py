@@ -97,7 +97,7 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
         page.wait_for(lambda: page.stage() in ("collect", "lag", "chip", "done"),
                       timeout_s=60, what="a run stage")
         page.shot(artifacts / "02_running.png")
-        assert page.wait_state("done", "failed", timeout_s=120) == "done", \
+        assert page.wait_state("done", "failed", timeout_s=600) == "done", \
             page.text(".s2xr-status")
         assert "new chip(s) passed" in page.text(".s2xr-status")
         ui_chips = consistent(root)
@@ -212,7 +212,7 @@ def test_fresh_machine_offers_to_build_the_world(tmp_path, artifacts):
         assert "not built yet" in page.text(".s2xr-dataset")
         page.shot(artifacts / "00_fresh_machine.png")
         page.click("Build the embedded world")
-        assert page.wait_state("done", "failed", timeout_s=120) == "done"
+        assert page.wait_state("done", "failed", timeout_s=600) == "done"
         page.wait_for(lambda: "synthetic" in page.text(".s2xr-dataset"), timeout_s=30,
                       what="the world card")
         assert (tmp_path / "fresh" / "world" / "world.json").is_file()
