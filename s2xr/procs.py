@@ -80,8 +80,7 @@ def reap_stale(pid_file: Path) -> bool:
     stopped = False
     with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
         proc = psutil.Process(pid)
-        cmdline = proc.cmdline()
-        if cmdline and Path(cmdline[0]).name == name and pid != os.getpid():
+        if name in _program_names(proc) and pid != os.getpid():
             log.warning("stopping a stale %s (pid %d) left by a process that died", name, pid)
             proc.terminate()
             try:
@@ -91,3 +90,20 @@ def reap_stale(pid_file: Path) -> bool:
             stopped = True
     forget_child(pid_file)
     return stopped
+
+
+def _program_names(proc: Any) -> set[str]:
+    """The names ``proc`` runs under: its argv[0] base name, its kernel name and its
+    executable's base name. A process read in the instant around exec can show an empty
+    command line, so the other two are asked as well."""
+    import psutil
+
+    names: set[str] = set()
+    for attempt in (proc.cmdline, proc.name, proc.exe):
+        with contextlib.suppress(psutil.AccessDenied, OSError):
+            value = attempt()
+            if isinstance(value, list):
+                value = value[0] if value else ""
+            if value:
+                names.add(Path(value).name)
+    return names

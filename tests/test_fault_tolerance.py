@@ -340,6 +340,16 @@ def test_stac_server_dies_with_a_sigkilled_parent(world, tmp_path):
             child.kill()
 
 
+def _describe(pid: int) -> str:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return f"pid {pid}: status={p.status()} cmdline={p.cmdline()} name={p.name()}"
+    except psutil.Error as exc:
+        return f"pid {pid}: {exc!r}"
+
+
 def test_a_stale_pid_file_is_reaped_on_the_next_start(tmp_path):
     """Where no parent-death signal exists, the pid file left behind names the orphan."""
     from s2xr.procs import reap_stale
@@ -348,7 +358,7 @@ def test_a_stale_pid_file_is_reaped_on_the_next_start(tmp_path):
     try:
         pid_file = tmp_path / ".rustac-1.pid"
         pid_file.write_text(f"{orphan.pid}\nsleep\n999999999\n")  # parent long gone
-        assert reap_stale(pid_file)
+        assert reap_stale(pid_file), _describe(orphan.pid)
         assert orphan.wait(timeout=30) is not None and not pid_file.exists()
         alive = tmp_path / ".rustac-2.pid"
         alive.write_text(f"{orphan.pid}\nsleep\n{os.getpid()}\n")  # parent alive: left alone
