@@ -14,258 +14,49 @@ stored. Cancellation (Ctrl-C, task cancel, :meth:`AisCapture.request_stop`) also
 
 The API key is only ever put into the subscription frame: it is not logged (websockets' frame
 dumps are filtered out, and every log record of the capture and replay loggers passes through
-:class:`SecretRedactor`), not stored (a frame that echoes it — an error frame, or any other —
-is redacted before it is written to ``aisstream_raw.jsonl`` or parsed), not part of any error
-message or URL. The redactor also finds the key quoted, JSON-, URL- or HTML-escaped.
+:class:`~s2xr.ais.redaction.SecretRedactor`), not stored (a frame that echoes it — an error
+frame, or any other — is redacted before it is written to ``aisstream_raw.jsonl`` or parsed),
+not part of any error message or URL. The redactor also finds the key quoted, JSON-, URL- or
+HTML-escaped.
 
-Timing goes through a :class:`Clock` (the system clock by default) so that tests can control
-the end time, the back-off and the watchdog's notion of time; the watchdog counts only the time
-spent *waiting* for a frame, not the time spent storing the previous ones (a slow disk or a busy
-machine is not a silent server).
+Timing goes through a :class:`~s2xr.ais.capture_settings.Clock` (the system clock by default)
+so that tests can control the end time, the back-off and the watchdog's notion of time; the
+watchdog counts only the time spent *waiting* for a frame, not the time spent storing the
+previous ones (a slow disk or a busy machine is not a silent server). Settings and results:
+:mod:`s2xr.ais.capture_settings`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import logging
 import math
 import random
-import re
-import time
-import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import pandas as pd
 from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from s2xr.ais.aisstream import (
-    CAPTURE_TYPES,
-    DEFAULT_URL,
-    WORLD,
-    Box,
-    FrameParser,
-    build_subscription,
-    quiet_websocket_logger,
-)
+from s2xr.ais.aisstream import Box, FrameParser, build_subscription, quiet_websocket_logger
+from s2xr.ais.capture_settings import SYSTEM_CLOCK, CaptureResult, CaptureSettings, Clock
+from s2xr.ais.redaction import SecretRedactor, protect_logger, redact_in_logs
 from s2xr.ais.sampling import DailySampler
 from s2xr.ais.storage import AisStore
 from s2xr.ais.tracks import static_table
-from s2xr.errors import AisError, InputError
+from s2xr.errors import AisError
+
+__all__ = ["AisCapture", "CaptureResult", "CaptureSettings", "Clock", "capture_segments"]
 
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.25  # how often stop requests and the end time are checked
 
-
-# ----------------------------------------------------------------------------- secrets
-def _char_forms(c: str) -> str:
-    """A regex matching one character of a secret in the forms a server, a URL or a log may
-    put it in: itself, ``\\uXXXX`` (JSON, Go), ``%XX`` (URL, UTF-8 bytes), ``+`` (a space in
-    a query), ``&#N;`` / ``&#xH;`` / ``&amp;`` (HTML) and backslash-escaped punctuation."""
-    o = ord(c)
-    forms = {re.escape(c), re.escape("".join(f"%{b:02x}" for b in c.encode())),
-             f"&\\#0*{o};", f"&\\#x0*{o:x};"}
-    if o < 0x10000:
-        forms.add(re.escape(f"\\u{o:04x}"))
-    else:  # a JSON surrogate pair
-        v = o - 0x10000
-        forms.add(re.escape(f"\\u{0xD800 + (v >> 10):04x}\\u{0xDC00 + (v & 0x3FF):04x}"))
-    if html.escape(c) != c:
-        forms.add(re.escape(html.escape(c)))
-    if not c.isalnum():
-        forms.add(re.escape("\\" + c))
-    if c == " ":
-        forms.add(re.escape("+"))
-    return "(?:" + "|".join(sorted(forms)) + ")"
-
-
-class SecretRedactor:
-    """Replaces a secret (an API key) in text by ``***`` — also when it is quoted, JSON-escaped
-    (``\\u0026``, ``\\/``), URL-encoded (``%2F``, ``+``) or HTML-escaped, in any letter case.
-    ``redactor(text)`` returns the redacted text; :meth:`found` says whether the secret is in
-    ``text``."""
-
-    MASK = "***"
-
-    def __init__(self, secret: str) -> None:
-        if not secret:
-            raise ValueError("nothing to redact: empty secret")
-        self._pattern = re.compile("".join(_char_forms(c) for c in secret), re.IGNORECASE)
-
-    def __call__(self, text: object) -> str:
-        return self._pattern.sub(self.MASK, str(text))
-
-    def found(self, text: object) -> bool:
-        """Whether the secret (in any of its forms) occurs in ``text``."""
-        return self._pattern.search(str(text)) is not None
-
-
-class _RedactSecrets(logging.Filter):
-    """Redacts the API keys of live captures from log records (message, arguments and
-    traceback) of the loggers it is attached to (see :func:`protect_logger`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.redactors: weakref.WeakSet[SecretRedactor] = weakref.WeakSet()
-
-    def _redact(self, text: str) -> str:
-        for r in list(self.redactors):
-            text = r(text)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.redactors:
-            return True
-        try:
-            msg = record.getMessage()
-        except Exception:  # a malformed record: keep only its template
-            msg = str(record.msg)
-        red = self._redact(msg)
-        if red != msg or record.args:
-            record.msg, record.args = red, None
-        if record.exc_info and record.exc_info[1] is not None:
-            tb = logging.Formatter().formatException(record.exc_info)
-            record.exc_info, record.exc_text = None, self._redact(tb)
-        elif record.exc_text:
-            record.exc_text = self._redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self._redact(record.stack_info)
-        return True
-
-
-_SECRETS = _RedactSecrets()
-
-
-def protect_logger(logger: logging.Logger) -> logging.Logger:
-    """Attach the secret filter to ``logger`` (records of its own, not of its children)."""
-    if _SECRETS not in logger.filters:
-        logger.addFilter(_SECRETS)
-    return logger
-
-
 protect_logger(log)
 _WS_LOG = protect_logger(quiet_websocket_logger(__name__ + ".ws"))
-
-
-# ----------------------------------------------------------------------------- clock
-class Clock:
-    """Where a capture reads the time and how it waits: the system clock (``time.time``,
-    ``time.monotonic``) and ``asyncio.sleep``. Tests pass a clock of their own to
-    :class:`AisCapture` to control end times, schedule waits, back-off and the watchdog."""
-
-    def time(self) -> float:
-        """Wall-clock time (seconds since the epoch, UTC)."""
-        return time.time()
-
-    def monotonic(self) -> float:
-        """Monotonic seconds (durations: watchdog, flush interval, back-off)."""
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds``."""
-        await asyncio.sleep(seconds)
-
-    def now(self) -> pd.Timestamp:
-        """:meth:`time` as a UTC timestamp."""
-        return pd.Timestamp(self.time(), unit="s", tz="UTC")
-
-
-SYSTEM_CLOCK = Clock()
-
-
-@dataclass(frozen=True)
-class CaptureSettings:
-    """How to capture. ``boxes`` are lat/lon boxes (sent latitude first); ``tiles`` restricts
-    the per-tile overpass files (None: every tile containing a fix)."""
-
-    url: str = DEFAULT_URL
-    boxes: tuple[Box, ...] = (WORLD,)
-    mmsi: tuple[str, ...] = ()
-    message_types: tuple[str, ...] = CAPTURE_TYPES
-    tiles: tuple[str, ...] | None = None
-    watchdog_s: float = 120.0
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 300.0
-    backoff_factor: float = 2.0
-    jitter: float = 0.3
-    flush_rows: int = 2000
-    flush_interval_s: float = 30.0
-    open_timeout_s: float = 10.0
-    max_future_s: float = 300.0
-    provider: str | None = None
-    keep_raw: bool = True  # append every frame to aisstream_raw.jsonl
-    store_positions: bool = True  # False: only the random sample (world-wide sampling)
-
-    def __post_init__(self) -> None:
-        if self.watchdog_s <= 0 or self.backoff_initial_s < 0 or self.backoff_factor < 1:
-            raise InputError("capture: watchdog_s must be > 0, backoff_initial_s ≥ 0 and "
-                             "backoff_factor ≥ 1")
-        if not 0 <= self.jitter <= 1:
-            raise InputError("capture: jitter is a fraction between 0 and 1")
-        scheme = urlsplit(self.url).scheme
-        if scheme not in ("ws", "wss"):
-            raise InputError(f"capture url {self.url!r}: must start with wss:// (or ws:// for "
-                             "a local replay server)")
-
-    @property
-    def provider_label(self) -> str:
-        """'aisstream' for the real service, 'replay' for anything else (unless given)."""
-        if self.provider:
-            return self.provider
-        return "aisstream" if (urlsplit(self.url).hostname or "").endswith("aisstream.io") \
-            else "replay"
-
-    @classmethod
-    def from_config(cls, ais: Any, **overrides: Any) -> CaptureSettings:
-        """Settings from an :class:`~s2xr.config.AisConfig` (fields it lacks keep their
-        defaults), then ``overrides`` (None values ignored)."""
-        kw: dict[str, Any] = {}
-        for name in ("url", "watchdog_s", "backoff_initial_s", "backoff_max_s", "flush_rows",
-                     "flush_interval_s"):
-            if hasattr(ais, name):
-                kw[name] = getattr(ais, name)
-        if getattr(ais, "boxes", None):
-            kw["boxes"] = tuple(Box(*b) for b in ais.boxes)
-        if getattr(ais, "mmsi", None):
-            kw["mmsi"] = tuple(str(m) for m in ais.mmsi)
-        kw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**kw)
-
-
-@dataclass
-class CaptureResult:
-    """What a capture did. ``skipped``: frames skipped by reason (malformed_json,
-    unknown_type, missing_field, bad_mmsi, invalid_position, bad_time, future_time,
-    duplicate, ...)."""
-
-    frames: int = 0
-    positions: int = 0
-    static: int = 0
-    positions_stored: int = 0
-    static_stored: int = 0
-    connections: int = 0
-    reconnects: int = 0
-    watchdog_timeouts: int = 0
-    disconnects: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    stop_reason: str = ""
-    started: pd.Timestamp | None = None
-    ended: pd.Timestamp | None = None
-
-    def summary(self) -> str:
-        """One line for logs and the CLI."""
-        skipped = ", ".join(f"{k} {v}" for k, v in self.skipped.items()) or "none"
-        return (f"{self.frames} frame(s): {self.positions_stored} position(s) and "
-                f"{self.static_stored} static record(s) stored; skipped: {skipped}; "
-                f"{self.connections} connection(s), {self.watchdog_timeouts} watchdog "
-                f"timeout(s), {self.disconnects} disconnect(s); stopped: {self.stop_reason}")
 
 
 class _WatchdogExpiredError(Exception):
@@ -285,7 +76,7 @@ class AisCapture:
                            "or in a .env file (never in a config file)")
         self._key = SecretStr(key)
         self._redactor = SecretRedactor(key)
-        _SECRETS.redactors.add(self._redactor)  # log records redacted while we live
+        redact_in_logs(self._redactor)  # log records redacted while we live
         self.clock = clock or SYSTEM_CLOCK
         self.settings = settings
         self.store = store
@@ -539,8 +330,3 @@ async def capture_segments(capture: AisCapture,
         await capture.run(end, boxes=boxes_for(tiles), tiles=tiles)
     capture.result.stop_reason = "stop requested" if capture._stop else "last window ended"
     return capture.result
-
-
-def with_settings(settings: CaptureSettings, **changes: Any) -> CaptureSettings:
-    """A copy of ``settings`` with ``changes`` (None values ignored)."""
-    return replace(settings, **{k: v for k, v in changes.items() if v is not None})

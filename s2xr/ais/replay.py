@@ -55,7 +55,7 @@ from s2xr.ais.aisstream import (
     quiet_websocket_logger,
     validate_subscription,
 )
-from s2xr.ais.capture import SecretRedactor, protect_logger
+from s2xr.ais.redaction import SecretRedactor, protect_logger
 from s2xr.errors import ServerError
 
 log = protect_logger(logging.getLogger(__name__))
