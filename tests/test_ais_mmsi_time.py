@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from s2xr.ais import FrameParser, read_ais_table
+from s2xr.ais.fixtime import parse_times
 from s2xr.ais.mmsi import check_mmsi, parse_mmsi, structure_ok, structure_problem
-from s2xr.ais.schema import parse_times
 
 DAY = "2026-09-30T10:00:00Z"
 

@@ -22,7 +22,8 @@ from s2xr.ais.aisstream import (
     validate_subscription,
 )
 from s2xr.ais.files import read_ais_table, read_aisstream_jsonl, read_nmea
-from s2xr.ais.schema import POINT_COLUMNS, AisTable, normalize_points
+from s2xr.ais.normalize import normalize_points
+from s2xr.ais.schema import POINT_COLUMNS, AisTable
 from s2xr.ais.tracks import build_tracks, join_static, position_at, static_table
 
 __all__ = ["CAPTURE_TYPES", "POINT_COLUMNS", "WORLD", "AisTable", "Box", "FrameParser",

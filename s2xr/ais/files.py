@@ -16,14 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from s2xr.ais.aisstream import POSITION_ROW_COLUMNS, FrameParser
+from s2xr.ais.normalize import normalize_chunks, normalize_points
 from s2xr.ais.schema import (
     CHUNK_ROWS,
     REJECT_COLUMNS,
     TEXT,
     AisTable,
     canonical_names,
-    normalize_chunks,
-    normalize_points,
     release_free_memory,
 )
 from s2xr.ais.tracks import join_static, static_table

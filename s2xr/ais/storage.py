@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from s2xr.ais.aisstream import STATIC_ROW_COLUMNS
-from s2xr.ais.schema import AisTable, normalize_points
+from s2xr.ais.normalize import normalize_points
+from s2xr.ais.schema import AisTable
 from s2xr.ais.tracks import join_static, static_table
 from s2xr.errors import StorageError
 from s2xr.store.layout import atomic_write
