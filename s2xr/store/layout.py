@@ -1,4 +1,39 @@
-"""Dataset layout under the storage root, with validated path parts (no traversal)."""
+"""Where every file of a dataset lives: :class:`DatasetLayout`, the one place a dataset path
+is spelled; plus validated path parts (no traversal) and atomic writes.
+
+Under the dataset root (``storage.root``)::
+
+    indexes/tiles.parquet             chip index (GeoParquet), one row per cut chip
+    indexes/tiles_YYYYMMDD.geojson    footprints of that day's chips
+    indexes/rejects.parquet           points/items/chips without a chip, with the reason
+    indexes/labels.parquet            ship labels (boxes/points) per chip
+    indexes/ais_observations.parquet  the dataset's AIS observations (see below)
+    indexes/chips.stac.parquet        stac-geoparquet of the chips (``publish-stac``)
+    chips.zarr/                       the chip cube (Zarr v3, consolidated metadata)
+    chips/{split}/{mmsi}/{YYYYMMDD}/{chip_id}.tif|.json|.geojson|.jpg
+    ops.sqlite                        ops DB: runs, chip jobs, capture windows
+                                      (``ops.db_path`` may put it elsewhere)
+    .s2xr.lock                        the dataset's write lock
+    plan/overpass_schedule.csv        the overpass schedule (+ plan/schedules/ copies)
+    ais/YYYYMMDD/aisstream_raw.jsonl, ais_overpass_{tile}.parquet, ais_outside_tiles.parquet,
+        ais_static.parquet, ais_random_sample.parquet       the AIS capture by UTC day
+    ais/runs/run-{run_id}.parquet     the AIS points a run chipped (``dry-run-…`` synthetic)
+    ais/uploads/{time}-{name}         AIS files uploaded in the dashboard
+    stac/catalog.json                 the published STAC catalog
+    reports/qa_report.html            the QA report
+    manifest.json, dataset.yaml, DATASET.md     manifest and dataset card
+    pruned/YYYYMMDDTHHMMSS/           what a prune moved aside: prune.json,
+                                      index_rows.parquet, chips.zarr/, chips/
+    world/world.json                  the embedded (synthetic) world, when used
+    quicklooks.png                    the demo's contact sheet
+    exports/                          label exports (COCO, YOLO-OBB)
+
+**AIS observations have one home**, ``indexes/ais_observations.parquet``: the capture merges
+every position it stores into it, the chip job merges the fixes its chips depend on, prune
+reads it (:mod:`s2xr.ops.observations`). Datasets written before kept the chip job's fixes
+in the ops DB table ``ais_observations`` as well: they are still read from there, and the
+next chip job moves them into the parquet file and empties the table.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +41,16 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from s2xr.errors import StorageError
+
+if TYPE_CHECKING:
+    from s2xr.config import Config
 
 SPLITS = ("train", "val", "test")
 _MMSI = re.compile(r"^\d{9}$")
@@ -38,7 +78,8 @@ def chip_stem(root: Path, split: str, mmsi: int | str, when: pd.Timestamp, chip_
         raise StorageError(f"split {split!r} must be one of {SPLITS}")
     if not _CHIP.fullmatch(chip_id):
         raise StorageError(f"chip_id {chip_id!r} is not 16 hex digits")
-    return root / "chips" / split / safe_mmsi(mmsi) / f"{pd.Timestamp(when):%Y%m%d}" / chip_id
+    return (DatasetLayout(root).chips / split / safe_mmsi(mmsi) / f"{pd.Timestamp(when):%Y%m%d}"
+            / chip_id)
 
 
 def ensure_writable(root: Path) -> None:
@@ -69,3 +110,224 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8, newlines as given) to ``path`` via a temp file and a rename."""
     atomic_write(path, lambda p: p.write_text(text, encoding="utf-8", newline=""))
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """Every file and directory of the dataset under ``root`` (see the module docstring).
+
+    ``DatasetLayout(root).index`` etc. are absolute when ``root`` is; ``DatasetLayout(Path())``
+    gives the paths relative to a root. ``ops_db_path``: the ops DB when ``ops.db_path`` puts
+    it outside the root (:meth:`of` reads it from the config)."""
+
+    root: Path
+    ops_db_path: Path | None = None
+
+    # names (the only place they are spelled; tests/test_layout.py checks it)
+    INDEXES = "indexes"
+    INDEX = "tiles.parquet"
+    FOOTPRINTS = "tiles_{day}.geojson"
+    REJECTS = "rejects.parquet"
+    LABELS = "labels.parquet"
+    AIS_OBSERVATIONS = "ais_observations.parquet"
+    STAC_GEOPARQUET = "chips.stac.parquet"
+    CUBE = "chips.zarr"
+    ZARR_META = "zarr.json"
+    CHIPS = "chips"
+    OPS_DB = "ops.sqlite"
+    LOCK = ".s2xr.lock"
+    PLAN = "plan"
+    SCHEDULE = "overpass_schedule.csv"
+    AIS = "ais"
+    AIS_RAW = "aisstream_raw.jsonl"
+    AIS_OVERPASS = "ais_overpass_{tile}.parquet"
+    AIS_OUTSIDE = "ais_outside_tiles.parquet"
+    AIS_STATIC = "ais_static.parquet"
+    AIS_SAMPLE = "ais_random_sample.parquet"
+    AIS_RUNS = "runs"
+    AIS_UPLOADS = "uploads"
+    STAC = "stac"
+    STAC_CATALOG = "catalog.json"
+    REPORTS = "reports"
+    QA_REPORT = "qa_report.html"
+    MANIFEST = "manifest.json"
+    CARD_YAML = "dataset.yaml"
+    CARD_MD = "DATASET.md"
+    PRUNED = "pruned"
+    AREA_MANIFEST = "prune.json"
+    AREA_INDEX = "index_rows.parquet"
+    WORLD = "world"
+    WORLD_MANIFEST = "world.json"
+    QUICKLOOKS = "quicklooks.png"
+    EXPORTS = "exports"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+        if self.ops_db_path is not None:
+            object.__setattr__(self, "ops_db_path", Path(self.ops_db_path))
+
+    @classmethod
+    def of(cls, cfg: Config) -> DatasetLayout:
+        """The layout of ``cfg.storage.root`` (ops DB at ``ops.db_path`` when set)."""
+        return cls(Path(cfg.storage.root),
+                   Path(cfg.ops.db_path) if cfg.ops.db_path else None)
+
+    # -- indexes ---------------------------------------------------------------------
+    @property
+    def indexes(self) -> Path:
+        return self.root / self.INDEXES
+
+    @property
+    def index(self) -> Path:
+        """The chip index (GeoParquet)."""
+        return self.indexes / self.INDEX
+
+    def footprints(self, day: str) -> Path:
+        """The footprints of one UTC day's chips (``day``: ``YYYYMMDD``)."""
+        return self.indexes / self.FOOTPRINTS.format(day=day)
+
+    @property
+    def rejects(self) -> Path:
+        return self.indexes / self.REJECTS
+
+    @property
+    def labels(self) -> Path:
+        return self.indexes / self.LABELS
+
+    @property
+    def ais_observations(self) -> Path:
+        """The dataset's AIS observations (their one home; see the module docstring)."""
+        return self.indexes / self.AIS_OBSERVATIONS
+
+    @property
+    def stac_geoparquet(self) -> Path:
+        return self.indexes / self.STAC_GEOPARQUET
+
+    # -- chips -----------------------------------------------------------------------
+    @property
+    def cube(self) -> Path:
+        """The Zarr chip cube."""
+        return self.root / self.CUBE
+
+    @property
+    def has_cube(self) -> bool:
+        """A cube was written (its root metadata exists)."""
+        return is_zarr(self.cube)
+
+    @property
+    def chips(self) -> Path:
+        """The per-chip files (GeoTIFF, JSON, GeoJSON, quicklook)."""
+        return self.root / self.CHIPS
+
+    def chip_stem(self, split: str, mmsi: int | str, when: pd.Timestamp, chip_id: str) -> Path:
+        """``chips/{split}/{mmsi}/{YYYYMMDD}/{chip_id}`` (add the suffix); validated."""
+        return chip_stem(self.root, split, mmsi, when, chip_id)
+
+    # -- operations ------------------------------------------------------------------
+    @property
+    def ops_db(self) -> Path:
+        """The ops DB (``ops.db_path`` when set, else ``ops.sqlite`` under the root)."""
+        return self.ops_db_path if self.ops_db_path is not None else self.root / self.OPS_DB
+
+    @property
+    def lock(self) -> Path:
+        """The dataset's write lock file."""
+        return self.root / self.LOCK
+
+    @property
+    def plan(self) -> Path:
+        return self.root / self.PLAN
+
+    @property
+    def schedule(self) -> Path:
+        """The overpass schedule CSV."""
+        return self.plan / self.SCHEDULE
+
+    # -- AIS -------------------------------------------------------------------------
+    @property
+    def ais(self) -> Path:
+        return self.root / self.AIS
+
+    def ais_day(self, day: pd.Timestamp | str) -> Path:
+        """``ais/YYYYMMDD`` of a UTC day (a ``YYYYMMDD`` string or a time)."""
+        if isinstance(day, str) and re.fullmatch(r"\d{8}", day):
+            return self.ais / day
+        d = pd.Timestamp(day)
+        d = d.tz_convert("UTC") if d.tzinfo else d
+        return self.ais / d.strftime("%Y%m%d")
+
+    def ais_overpass(self, day: pd.Timestamp | str, tile: str | None) -> Path:
+        """The day's capture file of one tile (``None``: of the fixes outside every tile)."""
+        name = self.AIS_OVERPASS.format(tile=tile) if tile else self.AIS_OUTSIDE
+        return self.ais_day(day) / name
+
+    @property
+    def ais_runs(self) -> Path:
+        return self.ais / self.AIS_RUNS
+
+    def run_ais(self, run_id: str, *, dry_run: bool = False) -> Path:
+        """The AIS points a run chipped (``dry_run``: the embedded world's synthetic AIS)."""
+        return self.ais_runs / f"{'dry-run' if dry_run else 'run'}-{run_id}.parquet"
+
+    @property
+    def ais_uploads(self) -> Path:
+        return self.ais / self.AIS_UPLOADS
+
+    # -- published -------------------------------------------------------------------
+    @property
+    def stac(self) -> Path:
+        return self.root / self.STAC
+
+    @property
+    def stac_catalog(self) -> Path:
+        return self.stac / self.STAC_CATALOG
+
+    @property
+    def qa_report(self) -> Path:
+        return self.root / self.REPORTS / self.QA_REPORT
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / self.MANIFEST
+
+    @property
+    def card_yaml(self) -> Path:
+        return self.root / self.CARD_YAML
+
+    @property
+    def card_md(self) -> Path:
+        return self.root / self.CARD_MD
+
+    @property
+    def exports(self) -> Path:
+        return self.root / self.EXPORTS
+
+    @property
+    def quicklooks(self) -> Path:
+        return self.root / self.QUICKLOOKS
+
+    # -- pruned areas ----------------------------------------------------------------
+    @property
+    def pruned(self) -> Path:
+        """Where prunes move what they remove, one area per prune."""
+        return self.root / self.PRUNED
+
+    def area_manifest(self, area: Path) -> Path:
+        return Path(area) / self.AREA_MANIFEST
+
+    def area_index(self, area: Path) -> Path:
+        return Path(area) / self.AREA_INDEX
+
+    # -- the embedded world ----------------------------------------------------------
+    @property
+    def world(self) -> Path:
+        return self.root / self.WORLD
+
+    @property
+    def world_manifest(self) -> Path:
+        return self.world / self.WORLD_MANIFEST
+
+
+def is_zarr(path: Path) -> bool:
+    """``path`` holds a Zarr v3 group (its root metadata exists)."""
+    return (Path(path) / DatasetLayout.ZARR_META).exists()
