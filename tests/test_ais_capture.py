@@ -38,8 +38,9 @@ from helpers.ws_fuzz import (
 )
 from websockets.asyncio.client import connect
 
-from s2xr.ais.aisstream import CAPTURE_TYPES, WORLD, Box, FrameParser
+from s2xr.ais.aisstream import CAPTURE_TYPES, WORLD, Box
 from s2xr.ais.capture import AisCapture, CaptureSettings
+from s2xr.ais.frames import FrameParser
 from s2xr.ais.replay import Outage, ReplayServer
 from s2xr.ais.sampling import DailySampler
 from s2xr.ais.storage import INDEX_PATH, AisStore, read_capture

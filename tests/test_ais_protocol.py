@@ -12,15 +12,14 @@ import pytest
 from s2xr.ais.aisstream import (
     CAPTURE_TYPES,
     Box,
-    FrameParser,
     SubscriptionError,
     boxes_for_tiles,
     build_subscription,
     format_aisstream_time,
-    parse_aisstream_message,
     parse_aisstream_time,
     validate_subscription,
 )
+from s2xr.ais.frames import FrameParser, parse_aisstream_message
 from s2xr.ais.synthetic import (
     MALFORMED_KINDS,
     corrupt_frames,

@@ -14,14 +14,13 @@ from s2xr.ais.aisstream import (
     CAPTURE_TYPES,
     WORLD,
     Box,
-    FrameParser,
     boxes_for_tiles,
     build_subscription,
-    parse_aisstream_message,
     parse_aisstream_time,
     validate_subscription,
 )
 from s2xr.ais.files import read_ais_table, read_aisstream_jsonl, read_nmea
+from s2xr.ais.frames import FrameParser, parse_aisstream_message
 from s2xr.ais.normalize import normalize_points
 from s2xr.ais.schema import POINT_COLUMNS, AisTable
 from s2xr.ais.tracks import build_tracks, join_static, position_at, static_table

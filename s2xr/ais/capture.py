@@ -41,8 +41,9 @@ from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from s2xr.ais.aisstream import Box, FrameParser, build_subscription, quiet_websocket_logger
+from s2xr.ais.aisstream import Box, build_subscription, quiet_websocket_logger
 from s2xr.ais.capture_settings import SYSTEM_CLOCK, CaptureResult, CaptureSettings, Clock
+from s2xr.ais.frames import FrameParser
 from s2xr.ais.redaction import SecretRedactor, protect_logger, redact_in_logs
 from s2xr.ais.sampling import DailySampler
 from s2xr.ais.storage import AisStore

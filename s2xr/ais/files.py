@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from s2xr.ais.aisstream import POSITION_ROW_COLUMNS, FrameParser
+from s2xr.ais.frames import POSITION_ROW_COLUMNS, FrameParser
 from s2xr.ais.normalize import normalize_chunks, normalize_points
 from s2xr.ais.schema import (
     CHUNK_ROWS,

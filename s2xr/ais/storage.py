@@ -15,7 +15,7 @@ Position columns: mmsi (int64), time (datetime64[ns, UTC]), lat, lon, sog, cog, 
 (float64), nav_status (Int64), message_type, ship_name (string), ship_type (Int64), to_bow,
 to_stern, to_port, to_starboard, length, beam (float64), call_sign (string), imo (Int64),
 tile_id (string; the first active tile containing the fix, or <NA>), provider, source
-(string). Static columns: see :data:`s2xr.ais.aisstream.STATIC_ROW_COLUMNS` + source.
+(string). Static columns: see :data:`s2xr.ais.frames.STATIC_ROW_COLUMNS` + source.
 Positions are keyed by (mmsi, time, lat, lon), static records by (mmsi, time, message_type,
 part): a record already stored is never stored again.
 """
@@ -31,7 +31,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from s2xr.ais.aisstream import STATIC_ROW_COLUMNS
+from s2xr.ais.frames import STATIC_ROW_COLUMNS
 from s2xr.ais.normalize import normalize_points
 from s2xr.ais.schema import AisTable
 from s2xr.ais.tracks import join_static, static_table
