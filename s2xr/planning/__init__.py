@@ -9,7 +9,7 @@
 ``read_tle``            validated Sentinel-2 element sets (bundled, file or URL)
 ``predict_tle_passes``  swath-coverage passes from the TLEs (``tle``)
 ``read_esa_plan``       ESA acquisition-plan KML / CSV → :class:`EsaPlan` (``esa``)
-``esa_windows``         per-tile windows from a plan
+``esa_windows``         per-tile windows from a plan (``esa_tiles``)
 ``backfill_passes``     daily windows at the tile's real pass time (``backfill``)
 =====================  ===========================================================
 
@@ -17,7 +17,9 @@ See ``docs/planning.md``.
 """
 
 from s2xr.planning.backfill import backfill_passes, nominal_pass_time_of_day
-from s2xr.planning.esa import EsaPlan, esa_windows, load_esa_plans, read_esa_plan
+from s2xr.planning.earth import sun_elevation_deg
+from s2xr.planning.esa import EsaPlan, load_esa_plans, read_esa_plan
+from s2xr.planning.esa_tiles import esa_windows
 from s2xr.planning.schedule import (
     MODES,
     SCHEDULE_COLUMNS,
@@ -35,7 +37,6 @@ from s2xr.planning.tle import (
     predict_tle_passes,
     read_tle,
     select_tles,
-    sun_elevation_deg,
 )
 
 __all__ = [

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from s2xr.planning.earth import sun_elevation_deg, tile_sample_points
 from s2xr.planning.tle import (
     CYCLE_DAYS,
     INCLINATION_DEG,
@@ -32,8 +33,6 @@ from s2xr.planning.tle import (
     PASS_COLUMNS,
     TleSet,
     predict_tle_passes,
-    sun_elevation_deg,
-    tile_sample_points,
 )
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,8 @@ from s2xr.config import PlanningConfig
 from s2xr.errors import PlanningError, TileError
 from s2xr.grid import parse_tile_id
 from s2xr.planning.backfill import backfill_passes
-from s2xr.planning.esa import EsaPlan, esa_windows, load_esa_plans
+from s2xr.planning.esa import EsaPlan, load_esa_plans
+from s2xr.planning.esa_tiles import esa_windows
 from s2xr.planning.tle import (
     TleSet,
     predict_tle_passes,

@@ -14,8 +14,8 @@ Conventions (see ``docs/planning.md``):
   ephemeris file is needed.
 * *Daytime*: the sun is above the horizon (elevation > :data:`MIN_SUN_ELEVATION_DEG`) at the
   tile centre at its sensing time, from a low-precision solar-position formula (USNO
-  approximate, ~0.01°), so no ``de421.bsp`` is loaded. *Descending*: the satellite's
-  Earth-fixed z velocity is negative.
+  approximate, ~0.01°; :mod:`s2xr.planning.earth`), so no ``de421.bsp`` is loaded.
+  *Descending*: the satellite's Earth-fixed z velocity is negative.
 * *Relative orbit*: the orbit of a pass starts at its last ascending-node crossing (ANX);
   the 143 relative orbits of the 10-day cycle are told apart by the ANX longitude (adjacent
   orbits 3600/143° apart, R+1 west of R), calibrated once on the real pass of S2C over 39QTA
@@ -34,10 +34,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyproj import Transformer
 
 from s2xr.errors import PlanningError
-from s2xr.grid import TILE_SIZE_M, tile_epsg, tile_origin
+from s2xr.planning.earth import (
+    ecef_to_geodetic,
+    geodetic_to_ecef,
+    local_up,
+    sun_elevation_deg,
+    tile_sample_points,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +56,6 @@ CYCLE_DAYS = 10
 ANX_LON_R1_DEG = 0.988
 _ANX_STEP_DEG = 360.0 * CYCLE_DAYS / N_RELATIVE_ORBITS
 _INV10_MOD143 = 43  # 10·43 ≡ 1 (mod 143)
-
-WGS84_A_KM = 6378.137
-WGS84_F = 1 / 298.257223563
-WGS84_E2 = WGS84_F * (2 - WGS84_F)
 
 _TLE_LINE = re.compile(r"^[12] [0-9A-Z ]\d{4}")
 _S2_NAME = re.compile(r"SENTINEL[- ]?2([A-D])\b", re.IGNORECASE)
@@ -223,32 +224,7 @@ def warn_tle_age(tles: dict[str, TleSet], start: pd.Timestamp, end: pd.Timestamp
     return out
 
 
-# --- geometry -----------------------------------------------------------------------------
-
-
-def geodetic_to_ecef(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """WGS84 (lon, lat) degrees on the ellipsoid → ECEF km, shape (3, N)."""
-    lo, la = np.radians(np.asarray(lon, float)), np.radians(np.asarray(lat, float))
-    n = WGS84_A_KM / np.sqrt(1 - WGS84_E2 * np.sin(la) ** 2)
-    return np.array([n * np.cos(la) * np.cos(lo), n * np.cos(la) * np.sin(lo),
-                     n * (1 - WGS84_E2) * np.sin(la)])
-
-
-def ecef_to_geodetic(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ECEF km (3, N) → geodetic (lon, lat) degrees (iterated, sub-millimetre)."""
-    x, y, z = xyz
-    p = np.hypot(x, y)
-    lat = np.arctan2(z, p * (1 - WGS84_E2))
-    for _ in range(4):
-        n = WGS84_A_KM / np.sqrt(1 - WGS84_E2 * np.sin(lat) ** 2)
-        h = p / np.cos(lat) - n
-        lat = np.arctan2(z, p * (1 - WGS84_E2 * n / (n + h)))
-    return np.degrees(np.arctan2(y, x)), np.degrees(lat)
-
-
-def _up(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    lo, la = np.radians(lon), np.radians(lat)
-    return np.array([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+# --- propagation and passes -----------------------------------------------------------------
 
 
 def propagate_ecef(tle: TleSet, times: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -277,39 +253,11 @@ def propagate_ecef(tle: TleSet, times: pd.DatetimeIndex) -> tuple[np.ndarray, np
     return rp, vp
 
 
-def sun_elevation_deg(times: pd.DatetimeIndex, lon: np.ndarray | float,
-                      lat: np.ndarray | float) -> np.ndarray:
-    """Solar elevation (degrees, no refraction) from the USNO low-precision formula."""
-    d = (pd.DatetimeIndex(times).tz_convert("UTC").asi8 / 86400e9 + 2440587.5) - 2451545.0
-    g = np.radians(357.529 + 0.98560028 * d)
-    q = 280.459 + 0.98564736 * d
-    ecl = np.radians(q + 1.915 * np.sin(g) + 0.020 * np.sin(2 * g))
-    eps = np.radians(23.439 - 0.00000036 * d)
-    ra = np.degrees(np.arctan2(np.cos(eps) * np.sin(ecl), np.cos(ecl)))
-    dec = np.arcsin(np.sin(eps) * np.sin(ecl))
-    gmst = (18.697374558 + 24.06570982441908 * d) % 24
-    ha = np.radians(gmst * 15 + np.asarray(lon) - ra)
-    la = np.radians(np.asarray(lat))
-    return np.degrees(np.arcsin(np.sin(la) * np.sin(dec) + np.cos(la) * np.cos(dec) *
-                                np.cos(ha)))
-
-
 def relative_orbit_from_anx(anx_lon_deg: np.ndarray | float) -> np.ndarray:
     """Relative orbit (1–143) of orbits whose ascending node is at ``anx_lon_deg``."""
     m = np.round(((ANX_LON_R1_DEG - np.asarray(anx_lon_deg)) % 360.0) /
                  (360.0 / N_RELATIVE_ORBITS)).astype(int) % N_RELATIVE_ORBITS
     return (_INV10_MOD143 * m) % N_RELATIVE_ORBITS + 1
-
-
-def tile_sample_points(tile_id: str, n: int = 9) -> tuple[np.ndarray, np.ndarray]:
-    """(lon, lat) of the tile centre followed by an n×n grid over the footprint."""
-    x0, y0 = tile_origin(tile_id)
-    s = np.linspace(0.0, TILE_SIZE_M, n)
-    xx, yy = np.meshgrid(x0 + s, y0 - s)
-    xs = np.concatenate([[x0 + TILE_SIZE_M / 2], xx.ravel()])
-    ys = np.concatenate([[y0 - TILE_SIZE_M / 2], yy.ravel()])
-    lon, lat = Transformer.from_crs(tile_epsg(tile_id), 4326, always_xy=True).transform(xs, ys)
-    return np.asarray(lon), np.asarray(lat)
 
 
 @dataclass
@@ -348,7 +296,7 @@ def _abeam(tle: TleSet, t_mid: pd.Timestamp, pts: np.ndarray, half_s: int = 240,
     r, v = propagate_ecef(tle, times)
     lon, lat = ecef_to_geodetic(r)
     g = geodetic_to_ecef(lon, lat)
-    up = _up(lon, lat)
+    up = local_up(lon, lat)
     dg = np.gradient(g, axis=1)
     dg -= up * np.sum(dg * up, axis=0)
     a = dg / np.linalg.norm(dg, axis=0)
