@@ -14,7 +14,7 @@ from typing import Any
 import param
 
 from pipelines.run_job import RunOptions, uses_embedded_world
-from s2xr.config import Config, with_overrides
+from s2xr.config import ChipSpec, Config, GateConfig, StacConfig, with_overrides
 from s2xr.errors import InputError
 
 BATCH, CONTINUOUS = "Batch", "Continuous"
@@ -31,25 +31,30 @@ AIS_HELP = {
 }
 
 
+# the parameters' defaults are the config's own (a session starts from the loaded config:
+# see RunSettings.from_config)
+_GATE, _STAC, _CHIP = GateConfig(), StacConfig(), ChipSpec()
+
+
 class RunSettings(param.Parameterized):
     """Everything a run from the dashboard can change (defaults from the loaded config)."""
 
     mode = param.Selector(default=BATCH, objects=[BATCH, CONTINUOUS], doc="one batch or cycles")
-    include_swir = param.Boolean(default=True, doc="add B11/B12 (20 m)")
+    include_swir = param.Boolean(default=_CHIP.include_swir, doc="add B11/B12 (20 m)")
     ais_source = param.Selector(default=AIS_CAPTURE, objects=[AIS_CAPTURE, AIS_SYNTHETIC])
     max_ships = param.Integer(default=0, bounds=(0, None), doc="0 = no limit")
     bind_chips_to_ships = param.Boolean(default=False, doc="one chip per ship")
     max_chips = param.Integer(default=0, bounds=(0, None), doc="0 = no limit")
     restrict_to_schedule = param.Boolean(default=True)
     interval_min = param.Number(default=30.0, bounds=(0.1, 24 * 60), doc="Continuous only")
-    stac_max_cloud = param.Number(default=100.0, bounds=(0, 100))
-    stac_window_hours = param.Number(default=12.0, bounds=(0.01, 24 * 30))
-    gate_enabled = param.Boolean(default=True)
-    gate_max_cloud = param.Number(default=0.05, bounds=(0, 1))
-    gate_max_land = param.Number(default=0.2, bounds=(0, 1))
-    gate_min_water = param.Number(default=0.5, bounds=(0, 1))
-    gate_ndwi_threshold = param.Number(default=0.05, bounds=(-1, 1))
-    gate_min_valid = param.Number(default=0.5, bounds=(0, 1))
+    stac_max_cloud = param.Number(default=_STAC.max_cloud, bounds=(0, 100))
+    stac_window_hours = param.Number(default=_STAC.window_hours, bounds=(0.01, 24 * 30))
+    gate_enabled = param.Boolean(default=_GATE.enabled)
+    gate_max_cloud = param.Number(default=_GATE.max_cloud, bounds=(0, 1))
+    gate_max_land = param.Number(default=_GATE.max_land, bounds=(0, 1))
+    gate_min_water = param.Number(default=_GATE.min_water, bounds=(0, 1))
+    gate_ndwi_threshold = param.Number(default=_GATE.ndwi_threshold, bounds=(-1, 1))
+    gate_min_valid = param.Number(default=_GATE.min_valid, bounds=(0, 1))
 
     @classmethod
     def from_config(cls, cfg: Config, **overrides: Any) -> RunSettings:

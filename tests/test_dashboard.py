@@ -163,6 +163,15 @@ def test_settings_are_validated_like_a_file(tmp_path):
     assert s.config(cfg).stac.window_hours == 0.01
 
 
+def test_settings_defaults_are_the_config_defaults():
+    """The dashboard does not re-declare the gate/STAC/chip defaults: fresh settings applied
+    to a default config leave it unchanged."""
+    cfg = build_config({}, environ={}, dotenv_path=None)
+    s = RunSettings()
+    assert s.config(cfg) == cfg
+    assert s.include_swir == cfg.chip.include_swir
+
+
 # ----------------------------------------------------------------------------- upload
 def test_upload_is_saved_and_validated(world, tmp_path):
     ais = pd.read_csv(world.ais_path)
