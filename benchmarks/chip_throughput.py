@@ -38,16 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import contextlib
 
-from s2xr.chips.cut import (
-    apply_window,
-    cut_chips,
-    plan_window,
-    reset_dataset_cache,
-)
+from s2xr.chips import cut_chips
 from s2xr.config import ChipSpec, DemoConfig
 from s2xr.demo import build_world
 from s2xr.scenes import dedupe_items, stack_scenes
 from s2xr.scenes.items import reflectance_params
+from s2xr.scenes.reader import reset_dataset_cache
+from s2xr.scenes.windows import apply_window, plan_window
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 BANDS = ("blue", "green", "red", "nir", "swir16", "swir22")
@@ -216,10 +213,10 @@ def plan_frame(item: dict, pts: pd.DataFrame, *, for_writing: bool = False) -> p
                          "epsg": item["properties"]["proj:epsg"],
                          "scene_datetime": pd.Timestamp(item["properties"]["datetime"]),
                          "lon": 0.0, "lat": 0.0, "x_left": pts.x_left.to_numpy(),
-                         "y_top": pts.y_top.to_numpy()})
+                         "y_top": pts.y_top.to_numpy(), "size": 256, "res": 10.0})
     if for_writing:
-        for col, v in (("split", "train"), ("row0", 0), ("col0", 0), ("res", 10.0),
-                       ("size", 256), ("dt_seconds", 0.0), ("ais_time", plan["scene_datetime"]),
+        for col, v in (("split", "train"), ("row0", 0), ("col0", 0), ("dt_seconds", 0.0),
+                       ("ais_time", plan["scene_datetime"]),
                        ("method", "exact"), ("uncertainty_m", 10.0), ("cloud_cover", 5.0),
                        ("processing_baseline", "05.11"), ("collection", "sentinel-2-l2a")):
             plan[col] = v

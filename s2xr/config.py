@@ -43,7 +43,7 @@ class StacConfig(_Section):
     max_retries: int = Field(5, ge=0)
     backoff_s: float = Field(1.0, ge=0)
     timeout_s: float = Field(60.0, gt=0)
-    engine: Literal["stackstac", "odc-stac"] = "stackstac"
+    engine: Literal["s2xr", "stackstac", "odc-stac"] = "s2xr"
 
 
 class ChipSpec(_Section):

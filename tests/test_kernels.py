@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from s2xr.chips import kernels
-from s2xr.chips.cut import _dn_lut, apply_window, plan_window
+from s2xr.scenes import kernels
+from s2xr.scenes.windows import apply_window, plan_window
+from s2xr.scenes.windows import dn_lut as _dn_lut
 
 
 def reference(src, plan, scale, offset):

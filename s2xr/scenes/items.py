@@ -92,10 +92,15 @@ def items_table(items: Sequence[dict[str, Any]], bands: Iterable[str] = ()) -> p
     satellite, datatake, processing_baseline, sequence, cloud_cover, x0, y0, res, height,
     width (the 10 m reference grid), hrefs (dict band → href). Raises ``SceneError`` when a
     requested band is missing from an item (the message names both)."""
+    return table_of_normalized([normalize_item(raw) for raw in items], bands)
+
+
+def table_of_normalized(items: Sequence[dict[str, Any]], bands: Iterable[str] = ()
+                        ) -> pd.DataFrame:
+    """:func:`items_table` of items already passed through :func:`normalize_item`."""
     rows = []
     bands = tuple(bands)
-    for raw in items:
-        it = normalize_item(raw)
+    for it in items:
         p = it["properties"]
         assets = it.get("assets", {})
         missing = [b for b in bands if b not in assets]

@@ -1,10 +1,18 @@
-"""Lazy stacks of Sentinel-2 items: ``xr.DataArray(time, band, y, x)`` per UTM CRS.
+"""Lazy stacks of Sentinel-2 items: the contract every later stage reads pixels from.
 
-Built with stackstac (odc-stac as an alternative engine) on the items' native 10 m grid. DN
-are kept as uint16 (0 = nodata); per-(time, band) coords ``href``, ``scale`` and ``offset``
-say where each slice comes from and how to turn it into reflectance
-(:func:`to_reflectance`). Reflectance bands are resampled with ``resampling``; SCL always with
-nearest.
+A stack is ``xr.DataArray(time, band, y, x)`` of float32 *surface reflectance* (DN × scale +
+offset, NaN for nodata) for the reflectance bands, then the ``scl`` class band (class values
+as float32, 0 = nodata), on the items' native 10 m grid in one UTM CRS; x/y are pixel
+*centres*; coords ``id`` (item id) on time. Three engines build it (``stac.engine``):
+
+* ``s2xr`` (default): :mod:`s2xr.scenes.loader`, blocks read straight from the COGs,
+  decoded once per process and resampled in GIL-free kernels; read errors mark the block
+  (SCL :data:`~s2xr.scenes.loader.READ_ERROR_CLASS`) instead of failing;
+* ``stackstac`` and ``odc-stac``: those libraries' readers (GDAL warping), converted to
+  reflectance lazily with :func:`to_reflectance`.
+
+Anything with the same dims can stand in for a stack (a Zarr datacube, an in-memory array,
+a masked or scaled stack): :func:`s2xr.chips.cut_chips` cuts from its pixels.
 """
 
 from __future__ import annotations
@@ -19,103 +27,115 @@ import xarray as xr
 from rasterio.enums import Resampling
 
 from s2xr.errors import SceneError
-from s2xr.scenes.items import normalize_item, reflectance_params
+from s2xr.scenes.assets import CLASS_BAND, SceneAssets, scene_assets
 
 log = logging.getLogger(__name__)
 
+ENGINES = ("s2xr", "stackstac", "odc-stac")
 _RS = {"bilinear": Resampling.bilinear, "cubic": Resampling.cubic,
        "nearest": Resampling.nearest}
 
 
-def _epsg(item: dict[str, Any]) -> int:
-    return int(item["properties"]["proj:epsg"])
-
-
-def _add_asset_coords(arr: xr.DataArray, items: Sequence[dict[str, Any]]) -> xr.DataArray:
-    by_id = {it["id"]: it for it in items}
+def _scale_offset_coords(arr: xr.DataArray, assets: SceneAssets) -> xr.DataArray:
+    """Per-(time, band) ``scale``/``offset`` coords of a DN stack (SCL: 1 and 0)."""
     ids = [str(i) for i in arr.coords["id"].values]
     bands = [str(b) for b in arr.band.values]
-    href = np.empty((len(ids), len(bands)), dtype=object)
     scale = np.ones((len(ids), len(bands)))
     offset = np.zeros((len(ids), len(bands)))
     for t, iid in enumerate(ids):
-        it = by_id[iid]
+        row = assets.table.loc[iid]
         for b, band in enumerate(bands):
-            href[t, b] = it["assets"][band]["href"]
-            if band != "scl":
-                scale[t, b], offset[t, b] = reflectance_params(it, band)
-    return arr.assign_coords(href=(("time", "band"), href), scale=(("time", "band"), scale),
-                             offset=(("time", "band"), offset))
+            if band != CLASS_BAND:
+                k = assets.bands.index(band)
+                scale[t, b], offset[t, b] = row["scales"][k], row["offsets"][k]
+    return arr.assign_coords(scale=(("time", "band"), scale), offset=(("time", "band"), offset))
 
 
-def _stackstac(items: list[dict[str, Any]], bands: Sequence[str], epsg: int, resolution: float,
-               resampling: Resampling, chunksize: int) -> xr.DataArray:
+def _stackstac(items: Sequence[dict[str, Any]], bands: Sequence[str], epsg: int,
+               resolution: float, resampling: Resampling, chunksize: int) -> xr.DataArray:
     import stackstac
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Use `@` matmul", category=Warning)
-        return stackstac.stack(items, assets=list(bands), epsg=epsg, resolution=resolution,
-                               resampling=resampling, dtype=np.dtype("uint16"),
-                               fill_value=np.uint16(0), rescale=False, chunksize=chunksize,
-                               xy_coords="topleft", properties=False, band_coords=False)
+        return stackstac.stack(list(items), assets=list(bands), epsg=epsg,
+                               resolution=resolution, resampling=resampling,
+                               dtype=np.dtype("uint16"), fill_value=np.uint16(0), rescale=False,
+                               chunksize=chunksize, xy_coords="center", properties=False,
+                               band_coords=False)
 
 
-def _odc(items: list[dict[str, Any]], bands: Sequence[str], epsg: int, resolution: float,
+def _odc(items: Sequence[dict[str, Any]], bands: Sequence[str], epsg: int, resolution: float,
          resampling: str, chunksize: int) -> xr.DataArray:
     import odc.stac
     import pystac
 
     pitems = [pystac.Item.from_dict(it) for it in items]
     ds = odc.stac.load(pitems, bands=list(bands), crs=f"EPSG:{epsg}", resolution=resolution,
-                       resampling={b: ("nearest" if b == "scl" else resampling) for b in bands},
+                       resampling={b: ("nearest" if b == CLASS_BAND else resampling)
+                                   for b in bands},
                        dtype="uint16", nodata=0, chunks={"x": chunksize, "y": chunksize},
                        groupby="id")
     arr = ds[list(bands)].to_array("band").transpose("time", "band", "y", "x")
-    # odc uses pixel-centre coords; report top-left like the stackstac engine
-    arr = arr.assign_coords(x=arr.x - resolution / 2, y=arr.y + resolution / 2)
     return arr.assign_coords(id=("time", [it.id for it in pitems]))
 
 
-def stack_by_epsg(items: Sequence[dict[str, Any]], bands: Sequence[str], *,
-                  resolution: float = 10, resampling: str = "bilinear",
-                  engine: str = "stackstac", chunksize: int = 2048) -> dict[int, xr.DataArray]:
-    """``{epsg: DataArray(time, band, y, x)}``, lazy (no pixel is read). ``bands`` are
-    reflectance asset keys; ``scl`` is appended when not listed."""
-    norm = [normalize_item(it) for it in items]
-    refl = [b for b in bands if b != "scl"]
-    for it in norm:
-        missing = [b for b in (*refl, "scl") if b not in it.get("assets", {})]
-        if missing:
-            raise SceneError(f"item {it['id']}: missing band asset(s) {missing}")
+def _library_stack(engine: str, assets: SceneAssets, epsg: int, resolution: float,
+                   resampling: str, chunksize: int) -> xr.DataArray:
+    group = assets.subset(epsg=epsg)
+    refl = list(group.bands)
+    if engine == "stackstac":
+        r = _stackstac(group.items, refl, epsg, resolution, _RS[resampling], chunksize)
+        s = _stackstac(group.items, [CLASS_BAND], epsg, resolution, Resampling.nearest,
+                       chunksize)
+        dn = xr.concat([r, s], dim="band", coords="minimal", compat="override",
+                       join="override")
+    else:
+        dn = _odc(group.items, [*refl, CLASS_BAND], epsg, resolution, resampling, chunksize)
+    keep = {"time", "band", "x", "y", "id"}
+    dn = dn.drop_vars([c for c in dn.coords if c not in keep])
+    return to_reflectance(_scale_offset_coords(dn, assets)).drop_vars(["scale", "offset"])
+
+
+def stack_by_epsg(items: Sequence[dict[str, Any]] | SceneAssets, bands: Sequence[str] = (),
+                  *, resolution: float = 10, resampling: str = "bilinear",
+                  engine: str = "s2xr", chunksize: int | None = None
+                  ) -> dict[int, xr.DataArray]:
+    """``{epsg: DataArray(time, band, y, x)}`` reflectance stacks (see the module docstring),
+    lazy: no pixel is read. ``items`` are STAC item dicts (then ``bands`` names the
+    reflectance asset keys; ``scl`` is appended) or a :class:`SceneAssets`. ``chunksize``:
+    y/x block edge (default 512 for the s2xr loader, 2048 for stackstac/odc-stac)."""
+    from s2xr.scenes.loader import load_stack
+
+    if engine not in ENGINES:
+        raise SceneError(f"stac.engine {engine!r}: use one of {list(ENGINES)}")
+    assets = items if isinstance(items, SceneAssets) else scene_assets(items, bands)
     out: dict[int, xr.DataArray] = {}
-    for epsg in sorted({_epsg(it) for it in norm}):
-        group = [it for it in norm if _epsg(it) == epsg]
-        if engine == "stackstac":
-            r = _stackstac(group, refl, epsg, resolution, _RS[resampling], chunksize)
-            s = _stackstac(group, ["scl"], epsg, resolution, Resampling.nearest, chunksize)
-            arr = xr.concat([r, s], dim="band", coords="minimal", compat="override",
-                            join="override")
-        elif engine == "odc-stac":
-            arr = _odc(group, [*refl, "scl"], epsg, resolution, resampling, chunksize)
+    for epsg in assets.epsgs:
+        if engine == "s2xr":
+            arr = load_stack(assets, epsg, resolution=resolution, resampling=resampling,
+                             chunksize=chunksize or 512)
         else:
-            raise SceneError(f"stac.engine {engine!r}: use 'stackstac' or 'odc-stac'")
-        arr = _add_asset_coords(arr, group)
-        arr.attrs.update({"epsg": epsg, "resolution": resolution, "engine": engine,
-                          "resampling": resampling, "units": "DN (see scale/offset coords)"})
+            arr = _library_stack(engine, assets, epsg, resolution, resampling,
+                                 chunksize or 2048)
+        arr.attrs.update({"epsg": epsg, "crs": f"EPSG:{epsg}", "resolution": resolution,
+                          "engine": engine, "resampling": resampling,
+                          "units": "surface reflectance; scl: SCL class"})
         out[epsg] = arr.rename(f"s2_l2a_{epsg}")
-        log.info("stack EPSG:%d: %d item(s) × %d band(s), %d×%d px (lazy)", epsg,
-                 arr.sizes["time"], arr.sizes["band"], arr.sizes["y"], arr.sizes["x"])
+        if engine != "s2xr":
+            log.info("stack EPSG:%d (%s): %d item(s) × %d band(s), %d×%d px (lazy)", epsg,
+                     engine, arr.sizes["time"], arr.sizes["band"], arr.sizes["y"],
+                     arr.sizes["x"])
     return out
 
 
-def stack_scenes(items: Sequence[dict[str, Any]], bands: Sequence[str], resolution: float = 10,
-                 *, resampling: str = "bilinear", engine: str = "stackstac",
-                 epsg: int | None = None, chunksize: int = 2048) -> xr.DataArray:
-    """One lazy ``DataArray(time, band, y, x)`` of uint16 DN for items in one UTM CRS.
+def stack_scenes(items: Sequence[dict[str, Any]] | SceneAssets, bands: Sequence[str] = (),
+                 resolution: float = 10, *, resampling: str = "bilinear", engine: str = "s2xr",
+                 epsg: int | None = None, chunksize: int | None = None) -> xr.DataArray:
+    """One lazy reflectance ``DataArray(time, band, y, x)`` for items in one UTM CRS (see the
+    module docstring for its contract).
 
     With items in several CRSs pass ``epsg=`` to choose one (or use :func:`stack_by_epsg`).
-    The grid is the items' native grid (x/y are pixel top-left coordinates); coords ``href``,
-    ``scale``, ``offset`` (time, band). Does not compute.
+    Does not compute.
     """
     stacks = stack_by_epsg(items, bands, resolution=resolution, resampling=resampling,
                            engine=engine, chunksize=chunksize)
@@ -130,9 +150,13 @@ def stack_scenes(items: Sequence[dict[str, Any]], bands: Sequence[str], resoluti
 
 
 def to_reflectance(stack: xr.DataArray) -> xr.DataArray:
-    """Lazy float32 reflectance from a DN stack (DN × scale + offset; 0 → NaN; SCL kept)."""
+    """Lazy float32 reflectance from a DN stack with ``scale``/``offset`` coords (time, band):
+    DN × scale + offset, DN 0 → NaN; the ``scl`` band keeps its class values."""
+    for coord in ("scale", "offset"):
+        if coord not in stack.coords:
+            raise SceneError(f"to_reflectance needs a '{coord}' coordinate on (time, band)")
     refl = stack.where(stack != 0).astype(np.float32) * stack.scale.astype(np.float32) + \
         stack.offset.astype(np.float32)
-    is_scl = stack.band == "scl"
-    return xr.where(is_scl, stack.astype(np.float32), refl).assign_attrs(
-        units="surface reflectance (SCL as class values)")
+    is_scl = stack.band == CLASS_BAND
+    return xr.where(is_scl, stack.astype(np.float32), refl).transpose(*stack.dims).astype(
+        np.float32).assign_attrs(units="surface reflectance; scl: SCL class")

@@ -1,9 +1,9 @@
-"""Fused, GIL-free kernels for the per-chip work after decoding (numba, ``nogil=True``).
+"""Fused, GIL-free kernels for the work after decoding (numba, ``nogil=True``).
 
-Dask runs chip batches on threads; GDAL releases the GIL while it decodes, and these
-kernels release it while they turn DN into reflectance, so two threads really run two
-chips at once. Each kernel writes into a preallocated float32 output and matches the NumPy
-reference in ``cut.apply_window`` exactly (tests/test_kernels.py).
+Dask runs the loader's block tasks on threads; GDAL releases the GIL while it decodes, and
+these kernels release it while they turn DN into reflectance, so two threads really load two
+blocks at once. Each kernel writes into a preallocated output and matches the NumPy
+reference in :func:`s2xr.scenes.windows.apply_window` exactly (tests/test_kernels.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,107 @@
+"""s2xr's own lazy loader (``stac.engine: s2xr``): a reflectance stack whose blocks are read
+straight from the COGs by :mod:`s2xr.scenes.reader`.
+
+The result is the same kind of stack every engine returns (see :mod:`s2xr.scenes.stack`):
+``DataArray(time, band, y, x)`` float32, reflectance bands then ``scl``. Each Dask block is
+one item × all bands × a ``chunksize``² window, so a chip graph depends only on the blocks
+its chips touch; decoded COG blocks are shared between threads, so a COG block under four
+stack blocks is decoded once. A block whose assets cannot be read is NaN with SCL
+:data:`READ_ERROR_CLASS` (logged), so one bad asset marks its chips instead of failing
+the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import rasterio
+import xarray as xr
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from s2xr.errors import SceneError
+from s2xr.scenes.assets import CLASS_BAND, SceneAssets
+from s2xr.scenes.reader import RESAMPLING, read_classes_into, read_reflectance_into
+
+log = logging.getLogger(__name__)
+
+READ_ERROR_CLASS = 255
+"""SCL value the s2xr loader gives pixels it could not read (L2A classes are 0–11)."""
+
+
+def load_block(hrefs: tuple[str, ...], scales: tuple[float, ...], offsets: tuple[float, ...],
+               scl_href: str, x_left: float, y_top: float, height: int, width: int,
+               res: float, resampling: str) -> np.ndarray:
+    """One stack block → float32 (1, band, height, width): reflectance of ``hrefs`` (NaN for
+    nodata/off the raster), then SCL classes. Computes (reads the COGs)."""
+    out = np.empty((1, len(hrefs) + 1, height, width), np.float32)
+    rs = RESAMPLING[resampling]
+    try:
+        for b, href in enumerate(hrefs):
+            read_reflectance_into(href, x_left, y_top, res, rs, scales[b], offsets[b], out[0, b])
+        classes = np.empty((height, width), np.uint8)
+        read_classes_into(scl_href, x_left, y_top, res, classes)
+        out[0, -1] = classes
+    except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
+        log.warning("block at (%.1f, %.1f): read failed, marked as read error: %s",
+                    x_left, y_top, exc)
+        out[0, :-1] = np.nan
+        out[0, -1] = READ_ERROR_CLASS
+    return out
+
+
+def grid_of(table: pd.DataFrame, resolution: float) -> tuple[float, float, int, int]:
+    """(x_left, y_top, height, width) of the union of the items' rasters at ``resolution``."""
+    x0 = float(table["x0"].min())
+    y0 = float(table["y0"].max())
+    x1 = float((table["x0"] + table["width"] * table["res"]).max())
+    y1 = float((table["y0"] - table["height"] * table["res"]).min())
+    return x0, y0, round((y0 - y1) / resolution), round((x1 - x0) / resolution)
+
+
+def load_stack(assets: SceneAssets, epsg: int, *, resolution: float = 10.0,
+               resampling: str = "bilinear", chunksize: int = 512) -> xr.DataArray:
+    """Lazy reflectance stack of the items of ``assets`` in ``epsg`` on the union of their
+    native grids at ``resolution`` → ``DataArray(time, band, y, x)`` float32 (x/y pixel
+    centres; coords ``id``, ``tile_id`` on time). Blocks are (1, all bands, chunksize,
+    chunksize). Does not compute."""
+    sub = assets.subset(epsg=epsg).table.sort_values(["datetime", "item_id"], kind="stable")
+    if sub.empty:
+        raise SceneError(f"no item in EPSG:{epsg}")
+    x0, y0, height, width = grid_of(sub, resolution)
+    bands = (*assets.bands, CLASS_BAND)
+    ys = list(range(0, height, chunksize))
+    xs = list(range(0, width, chunksize))
+    name = "s2xr-load-" + tokenize(sub["item_id"].tolist(), bands, resolution, resampling,
+                                   chunksize, x0, y0, height, width)
+    dsk: dict[Any, Any] = {}
+    for t, row in enumerate(sub.itertuples()):
+        for i, r in enumerate(ys):
+            h = min(chunksize, height - r)
+            for j, c in enumerate(xs):
+                w = min(chunksize, width - c)
+                dsk[(name, t, 0, i, j)] = (
+                    load_block, tuple(row.hrefs[b] for b in assets.bands), row.scales,
+                    row.offsets, row.scl_href, x0 + c * resolution, y0 - r * resolution, h, w,
+                    resolution, resampling)
+    chunks = ((1,) * len(sub), (len(bands),), tuple(min(chunksize, height - r) for r in ys),
+              tuple(min(chunksize, width - c) for c in xs))
+    data = da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=()), name,
+                    chunks=chunks, dtype=np.float32)
+    times = pd.to_datetime(sub["datetime"], utc=True).dt.tz_localize(None).to_numpy(
+        "datetime64[ns]")
+    arr = xr.DataArray(
+        data, dims=("time", "band", "y", "x"),
+        coords={"time": times, "id": ("time", sub["item_id"].to_numpy(object)),
+                "tile_id": ("time", sub["tile_id"].to_numpy(object)),
+                "band": np.array(bands, dtype=object),
+                "x": x0 + (np.arange(width) + 0.5) * resolution,
+                "y": y0 - (np.arange(height) + 0.5) * resolution},
+    )
+    log.info("stack EPSG:%d (s2xr loader): %d item(s) × %d band(s), %d×%d px in %d block(s) "
+             "(lazy)", epsg, len(sub), len(bands), height, width, len(dsk))
+    return arr

@@ -1,0 +1,252 @@
+"""Read windows of COG assets onto an output grid: the pixel source under s2xr's loader.
+
+Rasterio datasets are opened once per thread (they are not thread-safe) and decoded COG
+blocks are shared by every thread of the process (:class:`BlockCache`): each block is
+decoded once, however many output windows touch it. Resampling runs in GIL-free kernels
+(:mod:`s2xr.scenes.kernels`), so two threads really read two windows at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from s2xr.errors import SceneError
+from s2xr.scenes import kernels
+from s2xr.scenes.windows import WindowPlan, apply_window, dn_lut, plan_window
+
+log = logging.getLogger(__name__)
+
+RESAMPLING = {"bilinear": Resampling.bilinear, "cubic": Resampling.cubic,
+              "nearest": Resampling.nearest}
+MAX_OPEN_PER_THREAD = 64
+# whole blocks are read once into the shared BlockCache below, so GDAL's own cache can be small
+BLOCK_CACHE_BYTES = 256 * 2**20
+GDAL_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": 32 * 2**20}
+
+_local = threading.local()
+_generation = [0]
+
+
+def reset_dataset_cache() -> None:
+    """Drop the shared decoded blocks and make every thread close its dataset handles on its
+    next read. Used between benchmark runs and after files are replaced."""
+    _generation[0] += 1
+    BLOCKS.clear()
+
+
+def open_dataset(href: str) -> Any:
+    """A rasterio dataset for ``href``, opened once per thread (LRU of 64)."""
+    cache: OrderedDict[str, Any] = getattr(_local, "datasets", None) or OrderedDict()
+    if getattr(_local, "generation", 0) != _generation[0]:
+        for ds in cache.values():
+            ds.close()
+        cache.clear()
+        _local.generation = _generation[0]
+    _local.datasets = cache
+    ds = cache.get(href)
+    if ds is None:
+        if getattr(_local, "env", None) is None:
+            _local.env = rasterio.Env(**GDAL_OPTIONS)
+            _local.env.__enter__()
+        try:
+            ds = rasterio.open(href)
+        except rasterio.errors.RasterioIOError as exc:
+            raise SceneError(f"cannot open {href}: {exc}") from exc
+        cache[href] = ds
+        if len(cache) > MAX_OPEN_PER_THREAD:
+            _, old = cache.popitem(last=False)
+            old.close()
+    else:
+        cache.move_to_end(href)
+    return ds
+
+
+class BlockCache:
+    """Decoded COG blocks shared by every thread of the process (LRU, bounded in bytes).
+
+    Each block is decoded once, by the first thread that needs it (others wait for it), so
+    two threads never decode the same block twice — unlike per-handle GDAL caches.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._data: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+        self._inflight: dict[tuple[str, int, int], threading.Event] = {}
+        self._bytes = 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+    def get(self, href: str, i: int, j: int) -> np.ndarray:
+        """Block (row ``i``, column ``j``) of ``href``'s first band, decoded once."""
+        key = (href, i, j)
+        while True:
+            with self._lock:
+                hit = self._data.get(key)
+                if hit is not None:
+                    self._data.move_to_end(key)
+                    return hit
+                ev = self._inflight.get(key)
+                if ev is None:
+                    ev = self._inflight[key] = threading.Event()
+                    break
+            ev.wait()
+        try:
+            src = open_dataset(href)
+            bh, bw = src.block_shapes[0]
+            win = Window(j * bw, i * bh, min(bw, src.width - j * bw), min(bh, src.height - i * bh))
+            block = src.read(1, window=win)
+            block.setflags(write=False)
+            with self._lock:
+                self._data[key] = block
+                self._bytes += block.nbytes
+                while self._bytes > self.max_bytes and len(self._data) > 1:
+                    _, old = self._data.popitem(last=False)
+                    self._bytes -= old.nbytes
+            return block
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+            ev.set()
+
+
+BLOCKS = BlockCache(BLOCK_CACHE_BYTES)
+
+
+def read_source_window(href: str, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """The source pixels rows × cols of ``href``, assembled from shared decoded blocks."""
+    src = open_dataset(href)
+    bh, bw = src.block_shapes[0]
+    (r0, r1), (c0, c1) = rows, cols
+    bi0, bi1 = r0 // bh, (r1 - 1) // bh
+    bj0, bj1 = c0 // bw, (c1 - 1) // bw
+    if bi0 == bi1 and bj0 == bj1:  # inside one block: a view, no copy
+        blk = BLOCKS.get(href, bi0, bj0)
+        return blk[r0 - bi0 * bh:r1 - bi0 * bh, c0 - bj0 * bw:c1 - bj0 * bw]
+    out = np.empty((r1 - r0, c1 - c0), src.dtypes[0])
+    for i in range(bi0, bi1 + 1):
+        for j in range(bj0, bj1 + 1):
+            blk = BLOCKS.get(href, i, j)
+            ya, yb = max(r0, i * bh), min(r1, i * bh + blk.shape[0])
+            xa, xb = max(c0, j * bw), min(c1, j * bw + blk.shape[1])
+            out[ya - r0:yb - r0, xa - c0:xb - c0] = blk[ya - i * bh:yb - i * bh,
+                                                      xa - j * bw:xb - j * bw]
+    return out
+
+
+def _read_plan(href: str, x_left: float, y_top: float, shape: tuple[int, int], res: float,
+               nearest: bool) -> tuple[np.ndarray | None, WindowPlan]:
+    src = open_dataset(href)
+    plan = plan_window(src.transform, (src.height, src.width), x_left, y_top, shape, res,
+                       nearest)
+    if plan.empty:
+        return None, plan
+    return read_source_window(href, plan.rows, plan.cols), plan
+
+
+def _read_window_gdal(src: Any, x_left: float, y_top: float, shape: tuple[int, int],
+                      res: float, resampling: Resampling) -> np.ndarray:
+    """GDAL-resampled read (used for cubic); float32 DN with NaN for nodata/off-raster."""
+    import math
+
+    h, w = shape
+    t = src.transform
+    f = res / t.a
+    c = (x_left - t.c) / t.a
+    r = (t.f - y_top) / -t.e
+    j0 = max(0, math.ceil(-c / f - 1e-9))
+    i0 = max(0, math.ceil(-r / f - 1e-9))
+    j1 = min(w, math.floor((src.width - c) / f + 1e-9))
+    i1 = min(h, math.floor((src.height - r) / f + 1e-9))
+    out = np.full((h, w), np.nan, dtype=np.float32)
+    if j1 <= j0 or i1 <= i0:
+        return out
+    win = Window(c + j0 * f, r + i0 * f, (j1 - j0) * f, (i1 - i0) * f)
+    part = src.read(1, window=win, out_shape=(i1 - i0, j1 - j0),
+                    resampling=resampling).astype(np.float32)
+    part[part == 0] = np.nan
+    out[i0:i1, j0:j1] = part
+    return out
+
+
+def read_reflectance_into(href: str, x_left: float, y_top: float, res: float,
+                          resampling: Resampling, scale: float, offset: float,
+                          out: np.ndarray) -> None:
+    """Reflectance of one band on the grid of ``out`` ((height, width) float32, top-left
+    (x_left, y_top), ``res`` metres): reads the native window once, then converts/resamples
+    in GIL-free kernels. NaN for nodata (DN 0) and off the raster. A raster on the output
+    grid is copied; a coarser one (20 m) is upsampled with ``resampling``."""
+    shape = out.shape
+    if resampling not in (Resampling.nearest, Resampling.bilinear):
+        dn = _read_window_gdal(open_dataset(href), x_left, y_top, shape, res, resampling)
+        np.multiply(dn, np.float32(scale), out=out)
+        out += np.float32(offset)
+        return
+    src = open_dataset(href)
+    same_grid = abs(src.transform.a - res) < 1e-9
+    data, plan = _read_plan(href, x_left, y_top, shape, res,
+                            nearest=same_grid or resampling == Resampling.nearest)
+    if data is None:
+        out[:] = np.nan
+        return
+    if data.dtype == np.uint16 and plan.nearest:
+        if not same_grid or data.shape != shape or not (plan.valid_y.all()
+                                                        and plan.valid_x.all()):
+            data = apply_window(data, plan)  # resampled / partly off the raster: 0 outside
+        kernels.lut_into(data, dn_lut(scale, offset), out)
+    elif data.dtype.kind == "u" and not plan.nearest:
+        kernels.bilinear_into(data, plan.wy[0].astype(np.int64), plan.wy[1].astype(np.int64),
+                              plan.wy[2], plan.wx[0].astype(np.int64),
+                              plan.wx[1].astype(np.int64), plan.wx[2], plan.valid_y,
+                              plan.valid_x, np.float32(scale), np.float32(offset), out)
+    else:  # other dtypes: the NumPy reference path
+        dn = apply_window(data, plan)
+        np.multiply(dn, np.float32(scale), out=out, casting="unsafe")
+        out += np.float32(offset)
+        if dn.dtype.kind in "ui":
+            np.putmask(out, dn == 0, np.nan)
+
+
+def read_classes_into(href: str, x_left: float, y_top: float, res: float,
+                      out: np.ndarray) -> None:
+    """A class raster (SCL) on the grid of ``out`` ((height, width) uint8), nearest, 0 off
+    the raster."""
+    data, plan = _read_plan(href, x_left, y_top, out.shape, res, nearest=True)
+    if data is None:
+        out[:] = 0
+        return
+    kernels.nearest_into(data, np.asarray(plan.wy, np.int64), np.asarray(plan.wx, np.int64),
+                         plan.valid_y, plan.valid_x, out)
+
+
+def read_window(href: str, x_left: float, y_top: float, size: int | tuple[int, int],
+                res: float, resampling: str = "nearest") -> np.ndarray:
+    """DN of ``href`` on a ``size`` grid at ``res`` with top-left (x_left, y_top).
+
+    Nearest returns the raster's dtype (0 off the raster), bilinear/cubic float32 DN (NaN for
+    nodata and off the raster). Reads only the source window the output needs.
+    """
+    src = open_dataset(href)
+    rs = RESAMPLING[resampling]
+    shape = (size, size) if isinstance(size, int) else size
+    if rs == Resampling.cubic:
+        return _read_window_gdal(src, x_left, y_top, shape, res, rs)
+    nearest = rs == Resampling.nearest
+    plan = plan_window(src.transform, (src.height, src.width), x_left, y_top, shape, res,
+                       nearest)
+    if plan.empty:
+        return (np.zeros(shape, src.dtypes[0]) if nearest
+                else np.full(shape, np.nan, np.float32))
+    data = src.read(1, window=Window.from_slices(plan.rows, plan.cols))
+    return apply_window(data, plan)
