@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean bench
+.PHONY: demo test lint typecheck install clean bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# mypy on s2xr/ ([tool.mypy] in pyproject.toml) and the import-linter layer contracts
+typecheck: $(STAMP)
+	$(BIN)/mypy s2xr
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) s2xr-demo .pytest_cache

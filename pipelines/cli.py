@@ -1,7 +1,9 @@
 """The ``s2xr`` command line: a thin click layer over ``pipelines`` jobs.
 
-Each sub-command lives in a module named for what it does and is registered here; only this
-module configures logging.
+Each sub-command lives in a module named for what it does and is registered in
+:data:`COMMANDS`; only this module configures logging. Sub-command modules are imported when
+their command runs (or shows its own help), never for ``s2xr --help`` or ``s2xr --version``,
+which therefore load neither xarray nor Dask.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import importlib
 import json
 import logging
 import sys
+from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -18,25 +21,98 @@ import click
 
 from s2xr.errors import S2xrError, explain_io_error
 
-# module, attribute: each attribute is a click command (or group) added to ``main``.
-COMMANDS: list[tuple[str, str]] = [
-    ("pipelines.chip_cmd", "chip"),
-    ("pipelines.demo_cmd", "demo"),
-    ("pipelines.ops_cmd", "ops_status"),
-    ("pipelines.ops_cmd", "ops"),
-    ("pipelines.ops_cmd", "prune"),
-    ("pipelines.ops_cmd", "publish_stac_cmd"),
-    ("pipelines.ops_cmd", "qa_report"),
-    ("pipelines.ais_cmd", "collect_ais"),
-    ("pipelines.plan_cmd", "predict_overpasses"),
-    ("pipelines.maint_cmd", "doctor"),
-    ("pipelines.maint_cmd", "vacuum"),
-    ("pipelines.maint_cmd", "publish"),
-    ("pipelines.run_cmd", "run"),
-    ("pipelines.dataset_cmd", "dataset_card"),
-    ("pipelines.dataset_cmd", "export_labels"),
-    ("pipelines.dashboard_cmd", "dashboard"),
-]
+# command name: (module, attribute, summary). Each attribute is a click command (or group);
+# the summary is the first paragraph of its help, shown by ``s2xr --help`` without importing
+# the module (tests/test_cli_fast.py checks that both agree).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "chip": ("pipelines.chip_cmd", "chip",
+             "Chip every ship of an AIS table from Sentinel-2 L2A scenes found via STAC."),
+    "demo": ("pipelines.demo_cmd", "demo",
+             "Run the whole pipeline offline on the embedded synthetic world."),
+    "ops-status": ("pipelines.ops_cmd", "ops_status",
+                   "Job counts by state, the next retries and the last runs."),
+    "ops": ("pipelines.ops_cmd", "ops", "Ops DB actions."),
+    "prune": ("pipelines.ops_cmd", "prune",
+              "Remove chips whose AIS record is missing or beyond tolerance (every store at "
+              "once)."),
+    "publish-stac": ("pipelines.ops_cmd", "publish_stac_cmd",
+                     "Write a STAC catalog of the chips (one collection per tile) and "
+                     "stac-geoparquet."),
+    "qa-report": ("pipelines.ops_cmd", "qa_report",
+                  "Write reports/qa_report.html and optionally alert on a high failure rate."),
+    "collect-ais": ("pipelines.ais_cmd", "collect_ais",
+                    "Capture AIS positions and static data from aisstream.io into "
+                    "ais/YYYYMMDD/."),
+    "predict-overpasses": ("pipelines.plan_cmd", "predict_overpasses",
+                           "Predict per-tile Sentinel-2 overpass windows and write the schedule "
+                           "CSV."),
+    "doctor": ("pipelines.maint_cmd", "doctor",
+               "Check config, environment, dependency versions, storage, ops DB, the STAC "
+               "endpoint and AIS reachability. Exits 1 if any check fails."),
+    "vacuum": ("pipelines.maint_cmd", "vacuum",
+               "Repair (orphans, temp files) and compact the dataset and its ops DB; empty the "
+               "pruned/ areas older than ops.pruned_retention_days (what `s2xr prune` moved "
+               "aside)."),
+    "publish": ("pipelines.maint_cmd", "publish",
+                "Write manifest.json (counts, time range, files, sample chips) at the dataset "
+                "root."),
+    "run": ("pipelines.run_cmd", "run",
+            "Predict overpasses, capture AIS in their windows, then (after the L2A lag) chip."),
+    "dataset-card": ("pipelines.dataset_cmd", "dataset_card",
+                     "Write dataset.yaml and DATASET.md (bands, per-band statistics, classes, "
+                     "splits)."),
+    "export-labels": ("pipelines.dataset_cmd", "export_labels",
+                      "Export the ship labels of the chips in the cube, one file set per "
+                      "split."),
+    "dashboard": ("pipelines.dashboard_cmd", "dashboard",
+                  "Serve the dashboard: run and watch jobs, browse chips "
+                  "(http://127.0.0.1:5006/app)."),
+}
+
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """``Group.commands`` that imports a command's module on first look-up (``get``,
+    ``[]``), while names, membership and summaries need no import."""
+
+    def __init__(self, lazy: dict[str, tuple[str, str, str]]) -> None:
+        self._lazy = dict(lazy)
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            module, attr, _ = self._lazy[name]  # KeyError for an unknown name
+            cmd = getattr(importlib.import_module(module), attr)
+            if not isinstance(cmd, click.Command) or cmd.name != name:
+                raise RuntimeError(f"COMMANDS[{name!r}]: {module}.{attr} is not the click "
+                                   f"command {name!r}")
+            self._loaded[name] = cmd
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, cmd: click.Command) -> None:
+        self._loaded[name] = cmd
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._loaded.pop(name, None)
+        self._lazy.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaded or name in self._lazy
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self._lazy, *self._loaded]))
+
+    def __len__(self) -> int:
+        return len(self._lazy.keys() | self._loaded.keys())
+
+    def short_help(self, name: str, limit: int) -> str | None:
+        """The command's one-line help as click shows it (None if hidden), importing nothing
+        for a command not loaded yet."""
+        cmd = self._loaded.get(name)
+        if cmd is None:
+            return click.Command(name, help=self._lazy[name][2]).get_short_help_str(limit)
+        return None if cmd.hidden else cmd.get_short_help_str(limit)
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -90,6 +166,21 @@ def configure_logging(verbose: int = 0, quiet: bool = False, *, log_file: str | 
 
 
 class _Group(click.Group):
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help`` from the summaries (see :class:`LazyCommands`)."""
+        commands = self.commands
+        if not isinstance(commands, LazyCommands):
+            return super().format_commands(ctx, formatter)
+        names = self.list_commands(ctx)
+        if not names:
+            return None
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(n, h) for n in names if (h := commands.short_help(n, limit)) is not None]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+        return None
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
@@ -109,7 +200,16 @@ class _Group(click.Group):
             ctx.exit(1)
 
 
-@click.group(cls=_Group)
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    import s2xr
+
+    click.echo(f"s2xr {s2xr.__version__}")
+    ctx.exit()
+
+
+@click.group(cls=_Group, commands=LazyCommands(COMMANDS))
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--log-file", envvar="S2XR_LOG_FILE", default=None,
@@ -117,14 +217,11 @@ class _Group(click.Group):
               help="Also log to this file (rotated at 10 MB, 5 kept). Env: S2XR_LOG_FILE.")
 @click.option("--log-json", is_flag=True, envvar="S2XR_LOG_JSON",
               help="Log JSON lines instead of text. Env: S2XR_LOG_JSON=1.")
-@click.version_option(package_name="s2xr")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Print `s2xr <version>` and exit.")
 def main(verbose: int, quiet: bool, log_file: str | None, log_json: bool) -> None:
     """s2xr: Sentinel-2 + AIS ship chips as ML-ready xarray/Zarr datasets."""
     configure_logging(verbose, quiet, log_file=log_file, json_lines=log_json)
-
-
-for _module, _attr in COMMANDS:
-    main.add_command(getattr(importlib.import_module(_module), _attr))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -114,7 +114,7 @@ def _band_northing_range(zone: int, band: str) -> tuple[float, float]:
 @functools.lru_cache(maxsize=65536)
 def _square_origin(tid: TileId) -> tuple[float, float]:
     """(west easting, south northing) of the tile's 100 km square."""
-    col, row = tid.square
+    col, row = tid.square[0], tid.square[1]
     e_west = (COLUMN_SETS[tid.zone % 3].index(col) + 1) * SQUARE_M
     base = ((ROWS.index(row) - (5 if tid.zone % 2 == 0 else 0)) % 20) * SQUARE_M
     lo, hi = _band_northing_range(tid.zone, tid.band)
@@ -144,6 +144,14 @@ def tile_geobox(tile_id: str, resolution: float = 10) -> GeoBox:
     x0, y0 = tile_origin(tile_id)
     return GeoBox((round(n), round(n)), Affine(resolution, 0, x0, 0, -resolution, y0),
                   f"EPSG:{tile_epsg(tile_id)}")
+
+
+def geobox_epsg(gbox: GeoBox) -> int:
+    """The EPSG code of a geobox's CRS (an error if it has none, as a non-UTM WKT CRS may)."""
+    epsg = gbox.crs.epsg if gbox.crs is not None else None
+    if epsg is None:
+        raise TileError(f"geobox CRS {gbox.crs} has no EPSG code")
+    return int(epsg)
 
 
 def tile_footprint(tile_id: str, densify: int = 20) -> Polygon | MultiPolygon:

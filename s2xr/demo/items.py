@@ -9,7 +9,7 @@ import pandas as pd
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from s2xr.grid import parse_tile_id
+from s2xr.grid import geobox_epsg, parse_tile_id
 
 EO_BANDS = {
     "blue": ("B02", "Blue (band 2) - 10m", 0.49, 0.098),
@@ -95,7 +95,7 @@ def make_item(*, tile: str, platform: str, sensing: pd.Timestamp, sequence: int,
             "constellation": "sentinel-2",
             "instruments": ["msi"],
             "eo:cloud_cover": round(cloud_cover, 6),
-            "proj:epsg": int(gbox10.crs.epsg),
+            "proj:epsg": geobox_epsg(gbox10),
             "mgrs:utm_zone": tid.zone,
             "mgrs:latitude_band": tid.band,
             "mgrs:grid_square": tid.square,

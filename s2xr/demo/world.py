@@ -31,7 +31,7 @@ from s2xr.config import DemoConfig
 from s2xr.demo.fleet import make_fixes, make_fleet, place_ships, ship_draws
 from s2xr.demo.items import make_collection, make_item
 from s2xr.demo.render import CloudField, Coast, SceneModel, render_scene
-from s2xr.grid import tile_geobox
+from s2xr.grid import geobox_epsg, tile_geobox
 from s2xr.store.layout import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def window_geobox(cfg: DemoConfig) -> GeoBox:
     tile = tile_geobox(cfg.tile, resolution=10)
     if cfg.window_px >= tile.width:
         return tile
-    to_utm = Transformer.from_crs(4326, tile.crs.epsg, always_xy=True)
+    to_utm = Transformer.from_crs(4326, geobox_epsg(tile), always_xy=True)
     x, y = to_utm.transform(cfg.centre_lon, cfg.centre_lat)
     t = tile.transform
     col = int((x - t.c) / t.a)
@@ -157,7 +157,7 @@ def build_world(root: str | Path, cfg: DemoConfig | None = None, *, force: bool 
         for sub in ("scenes", "stac", "ais", "truth"):
             shutil.rmtree(root / sub, ignore_errors=True)
     rng = np.random.default_rng(cfg.seed)
-    epsg = int(gbox.crs.epsg)
+    epsg = geobox_epsg(gbox)
     x0, y0 = gbox.transform.c, gbox.transform.f
     coast = _coast(rng, gbox)
     fleet = make_fleet(rng, cfg.n_ships)
@@ -169,7 +169,8 @@ def build_world(root: str | Path, cfg: DemoConfig | None = None, *, force: bool 
              cfg.tile, gbox.width, cfg.n_scenes, cfg.n_ships)
     for k in range(cfg.n_scenes):
         sensing = passes[k][1]
-        positions = place_ships(rng, fleet, coast, gbox.boundingbox)
+        bb = gbox.boundingbox
+        positions = place_ships(rng, fleet, coast, (bb.left, bb.bottom, bb.right, bb.top))
         moving = rng.random(len(fleet)) > 0.15
         speeds = np.where(moving, rng.uniform(2.0, 9.0, len(fleet)), 0.0)
         headings = rng.uniform(0, 360, len(fleet))
