@@ -121,7 +121,8 @@ def boxes_for_tiles(tile_ids: Iterable[str]) -> list[Box]:
     return sorted(out, key=lambda b: (b.south, b.west, b.north, b.east))
 
 
-def in_any_box(boxes: Sequence[Box], lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+def in_any_box(boxes: Sequence[Box], lat: np.ndarray | float, lon: np.ndarray | float
+               ) -> np.ndarray:
     """Whether each point lies in at least one box."""
     lat, lon = np.asarray(lat, float), np.asarray(lon, float)
     hit = np.zeros(lat.shape, bool)

@@ -148,10 +148,10 @@ class AisCapture:
                     log.warning("no AIS frame for %.1f s: reconnecting", s.watchdog_s)
                 except ConnectionClosed as exc:
                     self.result.disconnects += 1
-                    code = exc.rcvd.code if exc.rcvd is not None else None
-                    if code == 1008:  # policy violation: the service refused us
+                    rcvd = exc.rcvd  # the close frame the server sent, if any
+                    if rcvd is not None and rcvd.code == 1008:  # policy violation: refused
                         raise AisError(f"aisstream closed the connection: "
-                                       f"{self.redact(exc.rcvd.reason) or 'policy violation'}"
+                                       f"{self.redact(rcvd.reason) or 'policy violation'}"
                                        " (check AISSTREAM_API_KEY and the subscription)"
                                        ) from None
                     log.warning("aisstream connection closed (%s): reconnecting",

@@ -88,7 +88,11 @@ def read_nmea(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     Multi-part messages are assembled by pyais; tag-block ``c:`` (receiver time, s or ms)
     gives the time, else time is NaT. Sentences with a wrong checksum, an empty payload or an
     undecodable body are rejects (row = message number, field "message")."""
+    from pyais.messages import MessageType1, MessageType18, MessageType19, MessageType27
     from pyais.stream import FileReaderStream
+
+    # position reports: types 1-3 (2 and 3 are MessageType1 subclasses), 18, 19, 27
+    position_types = (MessageType1, MessageType18, MessageType19, MessageType27)
 
     positions, statics, rejects = [], [], []
     with FileReaderStream(str(path)) as stream:
@@ -108,7 +112,7 @@ def read_nmea(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         t = _nmea_time(msg)
         mtype = dec.msg_type
-        if mtype in (1, 2, 3, 18, 19, 27):
+        if isinstance(dec, position_types):
             positions.append({"mmsi": int(dec.mmsi), "time": t, "lat": dec.lat, "lon": dec.lon,
                               "sog": getattr(dec, "speed", None),
                               "cog": getattr(dec, "course", None),

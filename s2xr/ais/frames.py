@@ -143,13 +143,15 @@ class FrameParser:
     provider: str = "aisstream"
     max_future_s: float = 300.0
     max_seen: int = 2_000_000  # remembered record keys (oldest forgotten first)
-    counts: Counter = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
     last_skip: str | None = None
-    _seen: dict = field(default_factory=dict, repr=False)
+    _seen: dict[tuple[Any, ...], None] = field(default_factory=dict, repr=False)
 
-    def _skip(self, reason: str) -> None:
+    def _skip(self, reason: str) -> ParsedFrame | None:
+        """Count a skipped frame; returns None, what :meth:`parse` returns for it."""
         self.counts[reason] += 1
         self.last_skip = reason
+        return None
 
     def parse(self, text: str | bytes, *, now: pd.Timestamp | None = None
               ) -> ParsedFrame | None:
@@ -193,7 +195,7 @@ class FrameParser:
             lat, lon = row["lat"], row["lon"]
             if not (abs(lat) <= 90 and abs(lon) <= 180) or (lat == 0 and lon == 0):
                 return self._skip("invalid_position")
-            key: tuple = ("p", row["mmsi"], row["time"].value, lat, lon)
+            key: tuple[Any, ...] = ("p", row["mmsi"], row["time"].value, lat, lon)
         else:
             key = ("s", row["mmsi"], row["time"].value, row["message_type"], row["part"])
         if key in self._seen:

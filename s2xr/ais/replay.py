@@ -260,7 +260,7 @@ class ReplayServer:
             session.closed = True
 
     def _wanted(self, f: _Frame, sub: Subscription) -> bool:
-        if f.mtype is None:
+        if f.mtype is None or f.lat is None or f.lon is None:
             return True  # malformed: the wire delivers it anyway
         if sub.message_types and f.mtype not in sub.message_types:
             return False

@@ -263,7 +263,8 @@ class AisStore:
         days = df["time"].dt.strftime("%Y%m%d").to_numpy()
         per_file: dict[tuple[str, str | None], list[int]] = {}
         for i, (day, hs) in enumerate(zip(days, hits, strict=True)):
-            for t in hs or [None]:
+            in_tiles: list[str | None] = list(hs) if hs else [None]
+            for t in in_tiles:
                 per_file.setdefault((day, t), []).append(i)
         for (day, tile), idx in sorted(per_file.items(), key=lambda kv: (kv[0][0],
                                                                           kv[0][1] or "")):
@@ -281,7 +282,7 @@ class AisStore:
 def overpass_files(root: str | Path, day: str | pd.Timestamp | None = None) -> list[Path]:
     """The per-tile overpass parquet files (of one UTC day, or all)."""
     base = Path(root) / "ais"
-    pattern = f"{day_dir(root, day).name}/ais_overpass_*.parquet" if day is not None \
+    pattern = f"{day_dir(Path(root), day).name}/ais_overpass_*.parquet" if day is not None \
         else "*/ais_overpass_*.parquet"
     return sorted(base.glob(pattern))
 

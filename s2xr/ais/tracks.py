@@ -199,7 +199,8 @@ def position_at(tracks: pd.DataFrame, targets: pd.DataFrame, *,
     r_lon = np.full(rows.size, np.nan)
     r_unc = np.full(rows.size, np.nan)
     method = np.full(rows.size, "none", dtype=object)
-    r_reason = np.where(any_fix, None, "no AIS fix for this MMSI").astype(object)
+    r_reason = np.full(rows.size, None, dtype=object)
+    r_reason[~any_fix] = "no AIS fix for this MMSI"
 
     exact = any_fix & (np.abs(np.nan_to_num(gap, nan=np.inf)) <= EXACT_S)
     r_lat[exact], r_lon[exact] = lat[near[exact]], lon[near[exact]]

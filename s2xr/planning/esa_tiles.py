@@ -129,7 +129,9 @@ def esa_windows(plan: EsaPlan, tiles: Sequence[str], start: pd.Timestamp, end: p
     for tile in tiles:
         fp = tile_footprint(tile)
         lon_c, lat_c = (float(v[0]) for v in tile_sample_points(tile, n=1))
-        for shift, fps in _shifted(fp) if tree is not None else []:
+        if tree is None:  # no segment with a swath polygon
+            continue
+        for shift, fps in _shifted(fp):
             for j in tree.query(fps, predicate="intersects"):
                 s = geo.iloc[int(j)]
                 inter = fps.intersection(s["geometry"])

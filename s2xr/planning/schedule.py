@@ -202,8 +202,9 @@ def predict_overpasses(tiles: str | Iterable[str] | None, start: str | pd.Timest
                             *(f"{x:%Y-%m-%d %H:%M}" for x in plan.coverage[sat]),
                             f"{t0:%Y-%m-%d}", f"{t1:%Y-%m-%d}", sat)
         needs_tle = plan.segments["geometry"].isna().any()
-        sel = _tle_sets(cfg, tles, mid) if needs_tle else None
-        parts.append(_rows(esa_windows(plan, tile_ids, t0, t1, tles=sel), "esa_plan", pad))
+        plan_tles = _tle_sets(cfg, tles, mid) if needs_tle else None
+        parts.append(_rows(esa_windows(plan, tile_ids, t0, t1, tles=plan_tles), "esa_plan",
+                           pad))
     else:  # auto
         plan = _load_plan(cfg, esa_plan, required=False)
         sel = _tle_sets(cfg, tles, mid)
@@ -211,7 +212,7 @@ def predict_overpasses(tiles: str | Iterable[str] | None, start: str | pd.Timest
         tle_spans: dict[tuple[pd.Timestamp, pd.Timestamp], dict[str, TleSet]] = {}
         for sat in sats:
             covered = plan.covers(sat, t0, t1) if plan else None
-            if covered:
+            if plan is not None and covered:
                 log.info("auto: %s from the ESA plan %s–%s (%s)", sat,
                          f"{covered[0]:%Y-%m-%d %H:%M}", f"{covered[1]:%Y-%m-%d %H:%M}",
                          ", ".join(plan.sources))
