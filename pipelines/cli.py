@@ -2,13 +2,15 @@
 
 Each sub-command lives in a module named for what it does and is registered in
 :data:`COMMANDS`; only this module configures logging. Sub-command modules are imported when
-their command runs (or shows its own help), never for ``s2xr --help`` or ``s2xr --version``,
-which therefore load neither xarray nor Dask.
+their command runs (or shows its own help), never for ``s2xr --help`` (which reads the
+summaries from their source) or ``s2xr --version``, so these load neither xarray nor Dask.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import json
 import logging
 import sys
@@ -16,71 +18,71 @@ from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import TypeGuard
 
 import click
 
 from s2xr.errors import S2xrError, explain_io_error
 
-# command name: (module, attribute, summary). Each attribute is a click command (or group);
-# the summary is the first paragraph of its help, shown by ``s2xr --help`` without importing
-# the module (tests/test_cli_fast.py checks that both agree).
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "chip": ("pipelines.chip_cmd", "chip",
-             "Chip every ship of an AIS table from Sentinel-2 L2A scenes found via STAC."),
-    "demo": ("pipelines.demo_cmd", "demo",
-             "Run the whole pipeline offline on the embedded synthetic world."),
-    "ops-status": ("pipelines.ops_cmd", "ops_status",
-                   "Job counts by state, the next retries and the last runs."),
-    "ops": ("pipelines.ops_cmd", "ops", "Ops DB actions."),
-    "prune": ("pipelines.ops_cmd", "prune",
-              "Remove chips whose AIS record is missing or beyond tolerance (every store at "
-              "once)."),
-    "publish-stac": ("pipelines.ops_cmd", "publish_stac_cmd",
-                     "Write a STAC catalog of the chips (one collection per tile) and "
-                     "stac-geoparquet."),
-    "qa-report": ("pipelines.ops_cmd", "qa_report",
-                  "Write reports/qa_report.html and optionally alert on a high failure rate."),
-    "collect-ais": ("pipelines.ais_cmd", "collect_ais",
-                    "Capture AIS positions and static data from aisstream.io into "
-                    "ais/YYYYMMDD/."),
-    "predict-overpasses": ("pipelines.plan_cmd", "predict_overpasses",
-                           "Predict per-tile Sentinel-2 overpass windows and write the schedule "
-                           "CSV."),
-    "doctor": ("pipelines.maint_cmd", "doctor",
-               "Check config, environment, dependency versions, storage, ops DB, the STAC "
-               "endpoint and AIS reachability. Exits 1 if any check fails."),
-    "vacuum": ("pipelines.maint_cmd", "vacuum",
-               "Repair (orphans, temp files) and compact the dataset and its ops DB; empty the "
-               "pruned/ areas older than ops.pruned_retention_days (what `s2xr prune` moved "
-               "aside)."),
-    "publish": ("pipelines.maint_cmd", "publish",
-                "Write manifest.json (counts, time range, files, sample chips) at the dataset "
-                "root."),
-    "run": ("pipelines.run_cmd", "run",
-            "Predict overpasses, capture AIS in their windows, then (after the L2A lag) chip."),
-    "dataset-card": ("pipelines.dataset_cmd", "dataset_card",
-                     "Write dataset.yaml and DATASET.md (bands, per-band statistics, classes, "
-                     "splits)."),
-    "export-labels": ("pipelines.dataset_cmd", "export_labels",
-                      "Export the ship labels of the chips in the cube, one file set per "
-                      "split."),
-    "dashboard": ("pipelines.dashboard_cmd", "dashboard",
-                  "Serve the dashboard: run and watch jobs, browse chips "
-                  "(http://127.0.0.1:5006/app)."),
+# command name: (module, attribute); each attribute is a click command (or group).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "chip": ("pipelines.chip_cmd", "chip"),
+    "demo": ("pipelines.demo_cmd", "demo"),
+    "ops-status": ("pipelines.ops_cmd", "ops_status"),
+    "ops": ("pipelines.ops_cmd", "ops"),
+    "prune": ("pipelines.ops_cmd", "prune"),
+    "publish-stac": ("pipelines.ops_cmd", "publish_stac_cmd"),
+    "qa-report": ("pipelines.ops_cmd", "qa_report"),
+    "collect-ais": ("pipelines.ais_cmd", "collect_ais"),
+    "predict-overpasses": ("pipelines.plan_cmd", "predict_overpasses"),
+    "doctor": ("pipelines.maint_cmd", "doctor"),
+    "vacuum": ("pipelines.maint_cmd", "vacuum"),
+    "publish": ("pipelines.maint_cmd", "publish"),
+    "run": ("pipelines.run_cmd", "run"),
+    "dataset-card": ("pipelines.dataset_cmd", "dataset_card"),
+    "export-labels": ("pipelines.dataset_cmd", "export_labels"),
+    "dashboard": ("pipelines.dashboard_cmd", "dashboard"),
 }
+
+
+def _is_command_call(node: ast.expr) -> TypeGuard[ast.Call]:
+    """``@click.command(...)`` / ``@click.group(...)`` (or ``@group.command(...)``)."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    return name in ("command", "group")
+
+
+def source_help(module: str, attr: str) -> tuple[str | None, str | None] | None:
+    """``(help, short_help)`` of the click command ``module.attr`` read from the module's
+    source (the decorator's ``help=``/``short_help=`` strings, else the docstring) without
+    importing it; None when the source or the function cannot be found."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == attr:
+            kw = {k.arg: k.value.value for d in node.decorator_list if _is_command_call(d)
+                  for k in d.keywords
+                  if k.arg in ("help", "short_help") and isinstance(k.value, ast.Constant)
+                  and isinstance(k.value.value, str)}
+            return kw.get("help") or ast.get_docstring(node), kw.get("short_help")
+    return None
 
 
 class LazyCommands(MutableMapping[str, click.Command]):
     """``Group.commands`` that imports a command's module on first look-up (``get``,
-    ``[]``), while names, membership and summaries need no import."""
+    ``[]``), while names, membership and ``--help`` summaries need no import."""
 
-    def __init__(self, lazy: dict[str, tuple[str, str, str]]) -> None:
+    def __init__(self, lazy: dict[str, tuple[str, str]]) -> None:
         self._lazy = dict(lazy)
         self._loaded: dict[str, click.Command] = {}
 
     def __getitem__(self, name: str) -> click.Command:
         if name not in self._loaded:
-            module, attr, _ = self._lazy[name]  # KeyError for an unknown name
+            module, attr = self._lazy[name]  # KeyError for an unknown name
             cmd = getattr(importlib.import_module(module), attr)
             if not isinstance(cmd, click.Command) or cmd.name != name:
                 raise RuntimeError(f"COMMANDS[{name!r}]: {module}.{attr} is not the click "
@@ -107,11 +109,14 @@ class LazyCommands(MutableMapping[str, click.Command]):
         return len(self._lazy.keys() | self._loaded.keys())
 
     def short_help(self, name: str, limit: int) -> str | None:
-        """The command's one-line help as click shows it (None if hidden), importing nothing
-        for a command not loaded yet."""
-        cmd = self._loaded.get(name)
-        if cmd is None:
-            return click.Command(name, help=self._lazy[name][2]).get_short_help_str(limit)
+        """The command's one-line help as click shows it (None if hidden); for a command not
+        loaded yet it is read from the source, not imported."""
+        if name not in self._loaded:
+            found = source_help(*self._lazy[name])
+            if found is not None:
+                help_, short = found
+                return click.Command(name, help=help_, short_help=short).get_short_help_str(limit)
+        cmd = self[name]
         return None if cmd.hidden else cmd.get_short_help_str(limit)
 
 
