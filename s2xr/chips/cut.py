@@ -239,8 +239,8 @@ def cut_chips(stack: xr.DataArray | Mapping[int, xr.DataArray], plan: pd.DataFra
     n = len(plan)
     batches: list[tuple[Any, int]] = []
     key = plan["epsg"].to_numpy() if None not in stacks else np.zeros(n, dtype=np.int64)
-    runs = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if n else np.array([], int)
-    for a, z in zip(runs, [*runs[1:], n], strict=True):
+    runs = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])  # one stack per run of rows
+    for a, z in zip(runs, [*runs[1:], n], strict=True) if n else ():
         k = None if None in stacks else int(key[a])
         if k not in stacks:
             raise SceneError(f"plan chips in EPSG:{k} but no stack for it (have {list(stacks)})")
@@ -257,8 +257,9 @@ def cut_chips(stack: xr.DataArray | Mapping[int, xr.DataArray], plan: pd.DataFra
 def _arrays(batches: list[tuple[Any, int]], nb: int, size: int
             ) -> tuple[da.Array, da.Array, da.Array]:
     if not batches:
-        return (da.zeros((0, nb, size, size), dtype=np.float32),
-                da.zeros((0, size, size), dtype=np.uint8), da.zeros((0,), dtype=bool))
+        return (da.from_array(np.empty((0, nb, size, size), np.float32), chunks=-1),
+                da.from_array(np.empty((0, size, size), np.uint8), chunks=-1),
+                da.from_array(np.empty((0,), bool), chunks=-1))
     refl = da.concatenate([da.from_delayed(task[0], shape=(m, nb, size, size),
                                            dtype=np.float32) for task, m in batches])
     scl = da.concatenate([da.from_delayed(task[1], shape=(m, size, size), dtype=np.uint8)
