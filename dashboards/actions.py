@@ -16,14 +16,14 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.chip_job import ChipJobResult, db_path, run_chip_job
+from pipelines.chip_job import ChipJobResult, run_chip_job
 from pipelines.dashboard_cmd import MB
 from pipelines.run_job import RunControl, serve_embedded_stac
 from s2xr.ais import read_ais_table
 from s2xr.config import Config
 from s2xr.errors import InputError, S2xrError
-from s2xr.store.layout import atomic_write
-from s2xr.store.prune import PruneResult
+from s2xr.ops.prune import PruneResult
+from s2xr.store.layout import DatasetLayout, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def save_upload(root: Path, filename: str, data: bytes, *,
         check.error = (f"file is {n / MB:.1f} MB; the upload limit is {max_mb:g} MB; use "
                        "`s2xr chip --ais FILE` for large files")
         return check
-    path = Path(root) / "ais" / "uploads" / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}"
+    path = DatasetLayout(Path(root)).ais_uploads / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}"
     atomic_write(path, lambda p: p.write_bytes(data))
     check.path = path
     try:
@@ -122,13 +122,15 @@ def chip_upload(cfg: Config, path: Path, control: RunControl) -> ChipJobResult:
 
 # ------------------------------------------------------------------------------ prune
 def prune_observations(cfg: Config, upload: Path | None) -> pd.DataFrame:
-    """The AIS to prune against: an uploaded file, or the ops DB's ais_observations."""
-    from s2xr.store.prune import load_observations
+    """The AIS to prune against: an uploaded file, or the dataset's AIS observations."""
+    from s2xr.ops.observations import ObservationStore
+    from s2xr.ops.prune import load_observations
 
-    db = db_path(cfg)
-    if upload is None and not db.is_file():
-        raise InputError(f"no ops DB at {db} yet: run a batch (or upload an AIS file) first")
-    return load_observations(db, upload)
+    layout = DatasetLayout.of(cfg)
+    if upload is None and not ObservationStore(layout).exists():
+        raise InputError(f"no AIS observations at {layout.ais_observations} yet: run a batch "
+                         "(or upload an AIS file) first")
+    return load_observations(layout, upload)
 
 
 FORCE_HINT = "tick “Force” to remove them anyway"
@@ -145,9 +147,9 @@ def prune(cfg: Config, *, time_tol_min: float, dist_tol_m: float, dry_run: bool,
     """``s2xr prune [--dry-run] [--force]``: the chips (``doomed``: index rows +
     ``prune_reason``) that would be / were moved to ``pruned/…`` from every store at once,
     under the dataset lock. Above ``ops.prune_max_share`` a prune is refused
-    (:class:`~s2xr.store.prune.PruneRefusedError`) unless ``force``."""
+    (:class:`~s2xr.ops.prune.PruneRefusedError`) unless ``force``."""
+    from s2xr.ops.prune import PruneRefusedError, prune_chips
     from s2xr.store.consistency import dataset_lock
-    from s2xr.store.prune import PruneRefusedError, prune_chips
 
     if control is not None:
         control.set_stage("chip", "prune preview (dry run)" if dry_run else "prune")
@@ -187,7 +189,7 @@ def retry_due(cfg: Config, limit: int | None, control: RunControl) -> RetryResul
     from s2xr.ops import JobStore
 
     control.set_stage("chip", f"ops retry (limit {limit})")
-    due = JobStore(db_path(cfg), cfg.ops).due(limit)
+    due = JobStore(DatasetLayout.of(cfg).ops_db, cfg.ops).due(limit)
     res = RetryResult(due=len(due))
     if due.empty:
         return res
@@ -229,5 +231,5 @@ def build_embedded_world(cfg: Config, control: RunControl) -> str:
     from s2xr.demo import build_world
 
     control.set_stage("world", "building the embedded world (synthetic)")
-    world = build_world(Path(cfg.storage.root) / "world", cfg.demo)
+    world = build_world(DatasetLayout.of(cfg).world, cfg.demo)
     return f"embedded world: tile {world.tile}, {len(world.item_ids)} synthetic item(s)"

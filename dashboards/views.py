@@ -17,9 +17,9 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from pipelines.chip_job import db_path
 from s2xr.config import Config
 from s2xr.store.index import read_index
+from s2xr.store.layout import DatasetLayout
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +38,29 @@ class Stores:
 
     @classmethod
     def of(cls, cfg: Config) -> Stores:
-        return cls(Path(cfg.storage.root), db_path(cfg))
+        layout = DatasetLayout.of(cfg)
+        return cls(layout.root, layout.ops_db)
+
+    @property
+    def layout(self) -> DatasetLayout:
+        return DatasetLayout(self.root, self.ops_db)
 
     @property
     def index(self) -> Path:
-        return self.root / "indexes" / "tiles.parquet"
+        return self.layout.index
 
     @property
     def schedule(self) -> Path:
-        return self.root / "plan" / "overpass_schedule.csv"
+        return self.layout.schedule
 
     @property
     def world(self) -> Path:
-        return self.root / "world" / "world.json"
+        return self.layout.world_manifest
 
     def signature(self) -> tuple[float, ...]:
         """Modification times of the stores: a change means the views should reload."""
         paths = (self.index, self.schedule, self.ops_db, Path(f"{self.ops_db}-wal"),
-                 self.world, self.root / "chips.zarr" / "zarr.json")
+                 self.world, self.layout.cube / DatasetLayout.ZARR_META)
         return tuple(p.stat().st_mtime if p.exists() else 0.0 for p in paths)
 
 
@@ -152,7 +157,7 @@ def table_frame(index: pd.DataFrame) -> pd.DataFrame:
 def ops_tables(stores: Stores, cfg: Config, n_retries: int = 10) -> dict[str, pd.DataFrame]:
     """``jobs`` (count by state), ``windows`` (count by state), ``retries`` (the next
     failed/deferred jobs by next attempt) and ``runs`` (the last runs) of the ops DB."""
-    from s2xr.ops import JobStore, connect
+    from s2xr.ops import JobStore
     from s2xr.ops.windows import WindowStore
 
     empty = {"jobs": pd.DataFrame(columns=["state", "count"]),
@@ -174,10 +179,7 @@ def ops_tables(stores: Stores, cfg: Config, n_retries: int = 10) -> dict[str, pd
             out["retries"] = due.sort_values("next_attempt_at").head(n_retries)[
                 ["next_attempt_at", "job_id", "mmsi", "attempts", "reason"]].reset_index(
                 drop=True)
-        with connect(stores.ops_db) as c:
-            out["runs"] = pd.read_sql_query(
-                "SELECT run_id, kind, status, started_at, ended_at FROM runs "
-                "ORDER BY started_at DESC LIMIT 8", c)
+        out["runs"] = js.recent_runs(8)
         return out
     except Exception as exc:  # an older or locked DB: show what we can
         log.warning("dashboard: ops DB %s unreadable: %s", stores.ops_db, exc)

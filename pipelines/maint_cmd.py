@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from pipelines.chip_job import db_path
 from pipelines.options import config_option, resolve_config
+from s2xr.store.layout import DatasetLayout
 
 
 @click.command("doctor")
@@ -21,7 +21,7 @@ def doctor(config_path: str | None, out: str | None, offline: bool,
     from s2xr.ops.doctor import run_doctor
 
     cfg = resolve_config(config_path, out=out)
-    checks = run_doctor(cfg, network=not offline, db_path=db_path(cfg))
+    checks = run_doctor(cfg, network=not offline, db_path=DatasetLayout.of(cfg).ops_db)
     checks = [c for c in checks if c.name not in skip]
     width = max(len(c.name) for c in checks)
     for c in checks:
@@ -48,7 +48,7 @@ def vacuum(config_path: str | None, out: str | None, rm_empty: bool,
     from s2xr.ops.maintenance import vacuum_dataset
 
     cfg = resolve_config(config_path, out=out)
-    rep = vacuum_dataset(cfg.storage.root, db_path(cfg), rm_empty=rm_empty,
+    rep = vacuum_dataset(cfg.storage.root, DatasetLayout.of(cfg).ops_db, rm_empty=rm_empty,
                          pruned_retention_days=cfg.ops.pruned_retention_days,
                          purge_pruned=purge_pruned)
     click.echo(f"ops DB {rep.db_bytes_before:,} → {rep.db_bytes_after:,} bytes; removed "

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import pandas as pd
 
-from pipelines.chip_job import db_path, run_chip_job
+from pipelines.chip_job import run_chip_job
 from pipelines.options import config_option, resolve_config
-from pipelines.run_job import serve_embedded_stac
-from s2xr.ops import JobStore, connect
+from pipelines.services import serve_embedded_stac
+from s2xr.ops import JobStore
+from s2xr.ops.prune import prune_chips
 from s2xr.store.consistency import dataset_lock
-from s2xr.store.prune import prune_chips
+from s2xr.store.layout import DatasetLayout
 from s2xr.store.stac import publish_stac, validate_stac, write_stac_geoparquet
 
 
@@ -22,7 +22,7 @@ from s2xr.store.stac import publish_stac, validate_stac, write_stac_geoparquet
 def ops_status(config_path: str | None, out: str | None) -> None:
     """Job counts by state, the next retries and the last runs."""
     cfg = resolve_config(config_path, out=out)
-    store = JobStore(db_path(cfg), cfg.ops)
+    store = JobStore(DatasetLayout.of(cfg).ops_db, cfg.ops)
     click.echo("jobs by state:")
     for state, n in sorted(store.counts().items()):
         click.echo(f"  {state:<10} {n:>7}")
@@ -31,11 +31,8 @@ def ops_status(config_path: str | None, out: str | None) -> None:
         click.echo("next retries:")
         for r in due.itertuples():
             click.echo(f"  {r.next_attempt_at}  {r.job_id}  attempt {r.attempts}: {r.reason}")
-    with connect(store.path) as c:
-        runs = pd.read_sql_query("SELECT run_id, kind, status, started_at, ended_at FROM runs "
-                                 "ORDER BY started_at DESC LIMIT 5", c)
     click.echo("last runs:")
-    for r in runs.itertuples():
+    for r in store.recent_runs(5).itertuples():
         click.echo(f"  {r.run_id}  {r.kind:<6} {r.status:<11} {r.started_at} → {r.ended_at}")
 
 
@@ -51,7 +48,7 @@ def ops() -> None:
 def ops_retry(config_path: str | None, out: str | None, limit: int | None) -> None:
     """Re-run failed/deferred jobs whose back-off has elapsed (max_retries enforced)."""
     cfg = resolve_config(config_path, out=out)
-    store = JobStore(db_path(cfg), cfg.ops)
+    store = JobStore(DatasetLayout.of(cfg).ops_db, cfg.ops)
     store.recover()  # jobs a crashed or failed run left pending become due retries
     due = store.due(limit)
     if due.empty:
@@ -72,7 +69,7 @@ def ops_retry(config_path: str | None, out: str | None, limit: int | None) -> No
 @config_option
 @click.option("--out", default=None, help="Dataset root (overrides storage.root).")
 @click.option("--ais", "ais_path", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="AIS file to check against (default: the ops DB's ais_observations).")
+              help="AIS file to check against (default: the dataset's AIS observations).")
 @click.option("--time-tol-min", type=float, default=10.0, show_default=True)
 @click.option("--dist-tol-m", type=float, default=500.0, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
@@ -88,16 +85,17 @@ def prune(config_path: str | None, out: str | None, ais_path: str | None, time_t
     chips (files, index and cube rows) are moved to {root}/pruned/YYYYMMDDTHHMMSS/, which
     `s2xr prune --undo DIR` puts back and `s2xr vacuum` empties after
     ops.pruned_retention_days."""
-    from s2xr.store.prune import PRUNED_DIR, load_observations, unprune
+    from s2xr.ops.prune import PRUNED_DIR, load_observations, unprune
 
     cfg = resolve_config(config_path, out=out)
-    root = Path(cfg.storage.root)
+    layout = DatasetLayout.of(cfg)
+    root = layout.root
     if undo_area:
         with dataset_lock(root):
             rows = unprune(root, undo_area)
         click.echo(f"restored {len(rows)} chip(s) from {undo_area}")
         return
-    obs = load_observations(db_path(cfg), ais_path)
+    obs = load_observations(layout, ais_path)
     with dataset_lock(root):
         res = prune_chips(root, obs, time_tol_min=time_tol_min, dist_tol_m=dist_tol_m,
                           dry_run=dry_run, max_share=cfg.ops.prune_max_share, force=force)
@@ -139,7 +137,8 @@ def publish_stac_cmd(config_path: str | None, out: str | None, absolute: bool,
               help="Failure rate (rejected / cut) that triggers the alert.")
 def qa_report(config_path: str | None, out: str | None, alert_url: str | None,
               alert_threshold: float) -> None:
-    """Write reports/qa_report.html and optionally alert on a high failure rate."""
+    """Write the QA report (reports/ under the dataset) and optionally alert on a high
+    failure rate."""
     from s2xr.report import send_alert, summarize, write_qa_report
 
     cfg = resolve_config(config_path, out=out)

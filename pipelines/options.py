@@ -10,7 +10,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from s2xr.config import Config, build_config, load_config
+from s2xr.config import Config, load_config, with_overrides
 
 
 def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,16 +26,20 @@ def scheduler_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def resolve_config(config_path: str | None, *, out: str | None = None,
                    scheduler: str | None = None, **sections: dict[str, Any]) -> Config:
-    """Load the config file and apply CLI overrides (validated like the file)."""
-    cfg = load_config(config_path) if config_path else load_config(None)
-    data = cfg.model_dump(mode="json", exclude={"ais": {"api_key"}})
+    """Load the config file (or the defaults) and apply the CLI flags given (``None``: not
+    given) with :func:`~s2xr.config.with_overrides`: ``out`` → ``storage.root``,
+    ``scheduler`` → ``dask.scheduler``, ``section={key: value}`` the rest."""
+    cfg = load_config(config_path)
+    overrides = {name: {k: v for k, v in values.items() if v is not None}
+                 for name, values in sections.items()}
     if out:
-        data["storage"]["root"] = str(Path(out))
+        overrides.setdefault("storage", {})["root"] = str(Path(out))
     if scheduler:
-        data["dask"]["scheduler"] = scheduler
-    for name, values in sections.items():
-        data[name].update({k: v for k, v in values.items() if v is not None})
-    return build_config(data, source=config_path or "<cli>")
+        overrides.setdefault("dask", {})["scheduler"] = scheduler
+    overrides = {name: values for name, values in overrides.items() if values}
+    if not overrides:
+        return cfg
+    return with_overrides(cfg, overrides, source=config_path or "<cli>")
 
 
 @contextlib.contextmanager

@@ -99,12 +99,14 @@ def test_reading_a_csv_costs_about_the_points_plus_one_chunk(tmp_path):
     assert peak < 2 * size, (peak / 2**20, size / 2**20)
 
 
-def test_ops_db_keeps_only_the_fixes_chips_depend_on(world, stac_server, tmp_path):
+def test_the_dataset_keeps_only_the_fixes_chips_depend_on(world, stac_server, tmp_path):
     from pipelines.chip_job import run_chip_job
     from s2xr.config import build_config
     from s2xr.ops import connect
+    from s2xr.ops.observations import ObservationStore
+    from s2xr.ops.prune import find_prunable
     from s2xr.store import read_index
-    from s2xr.store.prune import find_prunable
+    from s2xr.store.layout import DatasetLayout
 
     ais = pd.read_csv(world.ais_path)
     first = ais.loc[ais.mmsi == ais.mmsi.iloc[0]]
@@ -122,9 +124,11 @@ def test_ops_db_keeps_only_the_fixes_chips_depend_on(world, stac_server, tmp_pat
                        environ={}, dotenv_path=None)
     res = run_chip_job(cfg, path)
     assert res.n_passed > 0
-    with connect(root / "ops.sqlite") as c:
-        obs = pd.read_sql_query("SELECT * FROM ais_observations", c)
+    layout = DatasetLayout.of(cfg)
+    obs = ObservationStore(layout).read()
+    with connect(layout.ops_db) as c:
         sources = pd.read_sql_query("SELECT DISTINCT ais_source FROM chip_jobs", c)
+        assert c.execute("SELECT COUNT(*) FROM ais_observations").fetchone()[0] == 0
     assert list(sources.ais_source) == [str(path.resolve())]  # the file, referenced
     assert 0 < len(obs) < 0.55 * len(every)  # not every point copied
     assert 235_999_999 not in set(obs.mmsi)
@@ -137,7 +141,7 @@ def test_ops_db_keeps_only_the_fixes_chips_depend_on(world, stac_server, tmp_pat
     for s in sensing.unique():
         near |= ((t - s).abs() <= pd.Timedelta(minutes=30)).to_numpy()
     assert near.all()
-    # prune against the ops DB decides exactly as prune against the whole file
+    # prune against the dataset's observations decides exactly as against the whole file
     full = read_ais_table(path).points
     for tol in (10, 30):
         a = find_prunable(idx, obs, time_tol_min=tol, dist_tol_m=500)

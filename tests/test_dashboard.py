@@ -42,8 +42,9 @@ from pipelines.dashboard_cmd import (  # noqa: E402
 from pipelines.run_job import RunOptions  # noqa: E402
 from s2xr.config import build_config  # noqa: E402
 from s2xr.errors import ConfigError, InputError  # noqa: E402
+from s2xr.ops.prune import PruneRefusedError  # noqa: E402
 from s2xr.store import open_chips, read_index  # noqa: E402
-from s2xr.store.prune import PruneRefusedError  # noqa: E402
+from s2xr.store.layout import DatasetLayout  # noqa: E402
 
 
 def embedded_cfg(root: Path, **sections: dict):
@@ -340,10 +341,7 @@ def test_prune_preview_then_prune(chipped, tmp_path):
     idx = read_index(root)
     keep = sorted(idx.mmsi.unique())[:3]
     obs_path = tmp_path / "few.csv"
-    from s2xr.ops import connect
-
-    with connect(root / "ops.sqlite") as c:
-        obs = pd.read_sql_query("SELECT * FROM ais_observations", c)
+    obs = pd.read_parquet(DatasetLayout(root).ais_observations)
     obs.loc[obs.mmsi.isin(keep)].to_csv(obs_path, index=False)
     preview = prune(cfg, time_tol_min=10, dist_tol_m=500, dry_run=True, upload=obs_path)
     assert len(preview) and set(preview.doomed.mmsi) == set(idx.mmsi) - set(keep)
@@ -379,10 +377,7 @@ def test_prune_view_shows_the_refusal_and_forces_only_explicitly(chipped, tmp_pa
                         "storage": {"root": str(root)}}, environ={}, dotenv_path=None)
     idx = read_index(root)
     keep = sorted(idx.mmsi.unique())[:3]
-    from s2xr.ops import connect
-
-    with connect(root / "ops.sqlite") as c:
-        obs = pd.read_sql_query("SELECT * FROM ais_observations", c)
+    obs = pd.read_parquet(DatasetLayout(root).ais_observations)
     obs_path = tmp_path / "few.csv"
     obs.loc[obs.mmsi.isin(keep)].to_csv(obs_path, index=False)
     mgr = JobManager(cfg)

@@ -19,8 +19,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipelines.chip_job import _write_rejects, db_path, read_rejects, run_chip_job
+from pipelines.chip_job import run_chip_job
 from pipelines.cli import main
+from s2xr.ais.mmsi import parse_mmsi
 from s2xr.config import StacConfig, build_config
 from s2xr.demo import StacApiServer
 from s2xr.errors import StacError, StorageError, explain_io_error
@@ -28,6 +29,8 @@ from s2xr.ops import JobStore, connect
 from s2xr.scenes import search_scenes
 from s2xr.scenes.search import StacApiSource
 from s2xr.store.consistency import dataset_lock
+from s2xr.store.layout import DatasetLayout
+from s2xr.store.rejects import read_rejects, write_rejects
 from s2xr.testing import Fault, FaultProxy
 
 
@@ -106,7 +109,7 @@ def test_one_failed_search_defers_only_its_ship_days_and_the_retry_closes_them(
     res = run_chip_job(cfg, ais)
     assert res.n_searches == 3 and res.n_deferred == 2  # 2 ships x the failed day
     assert res.n_chips > 0  # the other days went on
-    store = JobStore(db_path(cfg), cfg.ops)
+    store = JobStore(DatasetLayout.of(cfg).ops_db, cfg.ops)
     deferred = store.jobs(states=("deferred",))
     assert sorted(deferred["job_id"].str.split("|").str[0]) == ["defer", "defer"]
     assert deferred["job_id"].str.endswith(deferred["job_id"].iloc[0][-8:]).all()
@@ -157,7 +160,7 @@ def test_disk_full_is_one_line_and_leaves_the_jobs_retryable(stac_server, world,
     err = [ln for ln in out.output.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and "disk full" in err[0] and "ops retry" in err[0]
     assert "Traceback" not in out.output
-    store = JobStore(db_path(cfg), cfg.ops)
+    store = JobStore(DatasetLayout.of(cfg).ops_db, cfg.ops)
     assert store.jobs(states=("pending", "running")).empty
     failed = store.jobs(states=("failed",))
     assert len(failed) > 0 and failed["reason"].str.contains("No space left").all()
@@ -206,14 +209,14 @@ def test_rejects_keep_a_fixed_schema_whatever_the_mmsi(tmp_path):
     bad = pd.DataFrame({"row": [0, 1, 2], "mmsi": ["../../tmp/x", 18446744073709551615, 2.5],
                         "item_id": [None, None, None], "stage": "ais",
                         "reason": ["mmsi: bad"] * 3})
-    _write_rejects(tmp_path, bad)
+    write_rejects(tmp_path, bad, parse_mmsi=parse_mmsi)
     good = pd.DataFrame({"row": [pd.NA], "mmsi": [235000001], "item_id": ["S2B_x"],
                          "stage": "gate", "reason": ["cloud"]})
-    _write_rejects(tmp_path, good)
+    write_rejects(tmp_path, good, parse_mmsi=parse_mmsi)
     schema = pq.read_schema(tmp_path / "indexes" / "rejects.parquet")
     assert str(schema.field("mmsi").type) == "int64" and str(schema.field("row").type) == \
         "int64"
-    rej = read_rejects(tmp_path)
+    rej = read_rejects(tmp_path, parse_mmsi=parse_mmsi)
     assert len(rej) == 4
     assert rej["mmsi"].isna().sum() == 3 and int(rej["mmsi"].dropna().iloc[0]) == 235000001
     assert set(rej["value"].dropna()) == {"../../tmp/x", "18446744073709551615", "2.5"}
@@ -225,10 +228,11 @@ def test_a_poisoned_rejects_file_is_coerced_not_fatal(tmp_path):
     path.parent.mkdir(parents=True)
     pd.DataFrame({"row": [1], "mmsi": ["../../tmp/x"], "item_id": ["None"], "stage": ["ais"],
                   "reason": ["x"]}).to_parquet(path)
-    _write_rejects(tmp_path, pd.DataFrame({"row": [2], "mmsi": [235000001], "item_id": [None],
-                                           "stage": ["plan"], "reason": ["y"]}))
+    write_rejects(tmp_path, pd.DataFrame({"row": [2], "mmsi": [235000001], "item_id": [None],
+                                          "stage": ["plan"], "reason": ["y"]}),
+                  parse_mmsi=parse_mmsi)
     assert str(pq.read_schema(path).field("mmsi").type) == "int64"
-    assert len(read_rejects(tmp_path)) == 2
+    assert len(read_rejects(tmp_path, parse_mmsi=parse_mmsi)) == 2
 
 
 # --------------------------------------------------------------------------- 8. lock, DB, kids
@@ -398,7 +402,7 @@ def test_a_really_full_disk_is_one_line_and_retryable(stac_server, world, tmp_pa
     assert len(err) == 1 and ("disk full" in err[0] or "write failed" in err[0]), out.output
     assert "Traceback" not in out.output
     subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)
-    store = JobStore(db_path(cfg), cfg.ops)
+    store = JobStore(DatasetLayout.of(cfg).ops_db, cfg.ops)
     assert store.jobs(states=("pending", "running")).empty
     out = CliRunner().invoke(main, ["ops", "retry", "--config", str(cfg_file)])
     assert out.exit_code == 0, out.output
@@ -420,7 +424,7 @@ def test_bad_mmsis_in_an_ais_file_are_rejects_not_a_poisoned_dataset(stac_server
     first = run_chip_job(cfg, ais)
     second = run_chip_job(cfg, ais)  # a later job on the same root with rejects: no error
     assert first.n_chips > 0 and second.n_chips == 0
-    rej = read_rejects(root)
+    rej = read_rejects(root, parse_mmsi=parse_mmsi)
     ais_rej = rej.loc[rej["stage"] == "ais"]
     assert set(ais_rej["value"]) >= {"../../tmp/x", "18446744073709551615", "2.35e8",
                                      " 235000001 "}
@@ -453,5 +457,5 @@ def test_an_unreachable_stac_api_defers_every_ship_day(world, tmp_path):
     cfg = _cfg(tmp_path / "ds", f"http://127.0.0.1:{free_port()}")
     res = run_chip_job(cfg, ais)
     assert res.n_searches == 0 and res.n_chips == 0 and res.n_deferred == 6  # 2 ships x 3 days
-    deferred = JobStore(db_path(cfg), cfg.ops).jobs(states=("deferred",))
+    deferred = JobStore(DatasetLayout.of(cfg).ops_db, cfg.ops).jobs(states=("deferred",))
     assert len(deferred) == 6 and deferred["reason"].str.contains("cannot open STAC API").all()

@@ -11,13 +11,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipelines.chip_job import db_path, run_chip_job
+from pipelines.chip_job import run_chip_job
 from pipelines.cli import main
 from s2xr.ais import read_ais_table
 from s2xr.ais.replay import ReplayServerThread
 from s2xr.config import build_config
 from s2xr.ops import connect
 from s2xr.store import open_chips, read_index
+from s2xr.store.layout import DatasetLayout
 
 KEY = "doctor-test-key-5f3a91"
 
@@ -105,8 +106,8 @@ def test_vacuum_repairs_and_compacts(small_run, tmp_path):
     temp.write_bytes(b"junk")
     empty = root / "chips" / "train" / "999999999" / "20200101"
     empty.mkdir(parents=True)
-    with connect(db_path(build_config({"storage": {"root": str(root)}}, environ={},
-                                      dotenv_path=None))) as c, c:
+    with connect(DatasetLayout.of(build_config({"storage": {"root": str(root)}}, environ={},
+                                      dotenv_path=None)).ops_db) as c, c:
         c.execute("CREATE TABLE scratch (x BLOB)")
         c.executemany("INSERT INTO scratch VALUES (?)", [(b"x" * 4096,)] * 500)
         c.execute("DROP TABLE scratch")
@@ -135,8 +136,7 @@ def test_vacuum_empties_pruned_areas_after_their_retention(small_run, tmp_path):
     idx = read_index(root)
     passed = set(idx.loc[idx.qa_pass, "chip_id"])
     one = int(idx.loc[idx.qa_pass, "mmsi"].iloc[0])
-    with connect(root / "ops.sqlite") as c:
-        obs = pd.read_sql_query("SELECT * FROM ais_observations", c)
+    obs = pd.read_parquet(DatasetLayout(root).ais_observations)
     res = CliRunner().invoke(main, ["prune", "--config", cfg, "--force", "--ais",
                                     str(_csv(tmp_path, obs.loc[obs.mmsi != one]))])
     assert res.exit_code == 0, res.output

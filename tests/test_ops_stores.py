@@ -18,14 +18,15 @@ import rasterio
 import yaml
 from click.testing import CliRunner
 
-from pipelines.chip_job import db_path, run_chip_job
+from pipelines.chip_job import run_chip_job
 from pipelines.cli import main
 from s2xr.config import build_config
 from s2xr.errors import StorageError
 from s2xr.ops import JobStore
+from s2xr.ops.prune import prune_chips
 from s2xr.store import open_chips, read_index
 from s2xr.store.consistency import dataset_lock
-from s2xr.store.prune import prune_chips
+from s2xr.store.layout import DatasetLayout
 from s2xr.store.stac import publish_stac, validate_stac
 
 
@@ -80,14 +81,14 @@ def test_sigkill_mid_batch_then_rerun(world, stac_server, reference_run, tmp_pat
     assert res.n_chips > 0  # the re-run finished what the killed one left
     passed = assert_consistent(root)
     assert passed == assert_consistent(ref_root)
-    jobs = JobStore(db_path(config(root, stac_server.url))).jobs()
+    jobs = JobStore(DatasetLayout.of(config(root, stac_server.url)).ops_db).jobs()
     chip_jobs = jobs.loc[jobs.chip_id.notna()]
     assert set(chip_jobs.state) <= {"done", "rejected"}
     assert set(chip_jobs.loc[chip_jobs.state == "done", "chip_id"]) == passed
     # and the run the kill interrupted is recorded as such
     from s2xr.ops import connect
 
-    with connect(db_path(config(root, stac_server.url))) as c:
+    with connect(DatasetLayout.of(config(root, stac_server.url)).ops_db) as c:
         statuses = [r[0] for r in c.execute("SELECT status FROM runs ORDER BY started_at")]
     assert statuses[0] == "interrupted" and statuses[-1] == "done"
 

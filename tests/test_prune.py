@@ -24,9 +24,9 @@ from s2xr.ais import read_ais_table
 from s2xr.ais.fixtime import fix_times
 from s2xr.config import build_config
 from s2xr.errors import InputError
+from s2xr.ops.prune import PRUNED_DIR, find_prunable, prune_chips, unprune
 from s2xr.store import open_chips, read_index
 from s2xr.store.consistency import reconcile
-from s2xr.store.prune import PRUNED_DIR, find_prunable, prune_chips, unprune
 
 DATA = Path(__file__).parent / "data" / "predecessor"
 N_SHIPS = 6

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipelines.chip_job import db_path, run_chip_job
+from pipelines.chip_job import run_chip_job
 from pipelines.cli import main
 from pipelines.run_job import RunControl, RunOptions, run_batch
 from s2xr.ais.schedule import read_schedule
@@ -24,6 +24,7 @@ from s2xr.config import build_config, load_config
 from s2xr.ops import connect
 from s2xr.ops.windows import WindowStore
 from s2xr.store import open_chips, read_index
+from s2xr.store.layout import DatasetLayout
 
 
 def demo_cfg_file(tmp_path: Path, root: Path, **extra: dict) -> Path:
@@ -91,7 +92,7 @@ def test_run_demo_predicts_collects_and_chips(demo_run, world, stac_server, tmp_
     # summary table printed; windows chipped in the ops DB
     assert "windows chipped" in first.output and "passed the gate" in first.output
     cfg = load_config(cfg_path)
-    states = WindowStore(db_path(cfg)).counts()
+    states = WindowStore(DatasetLayout.of(cfg).ops_db).counts()
     assert states == {"chipped": len(sched)}
 
 
@@ -121,7 +122,7 @@ def test_lag_queues_young_windows(world, tmp_path):
     early = last + pd.Timedelta(hours=1)
     res = run_batch(cfg, RunOptions(max_ships=5), now=early)
     assert res.n_windows_queued >= 1
-    wins = WindowStore(db_path(cfg)).windows()
+    wins = WindowStore(DatasetLayout.of(cfg).ops_db).windows()
     queued = wins.loc[wins.state == "queued"]
     assert len(queued) == res.n_windows_queued
     assert (queued.chip_after == queued.end_time + pd.Timedelta(days=2)).all()
@@ -135,7 +136,7 @@ def test_lag_queues_young_windows(world, tmp_path):
     idx = read_index(root)
     assert (pd.to_datetime(idx.scene_datetime, utc=True) == last).any()
     assert idx.mmsi.nunique() <= 5
-    assert set(WindowStore(db_path(cfg)).counts()) == {"chipped"}
+    assert set(WindowStore(DatasetLayout.of(cfg).ops_db).counts()) == {"chipped"}
 
 
 def test_dry_run_ais_is_refused_outside_the_embedded_world(tmp_path):
@@ -160,7 +161,7 @@ def test_continuous_stops_on_sigterm_and_resumes(world, tmp_path):
     try:
         # wait for the first cycle to end (its run row is done), then SIGTERM in the pause;
         # the bound is generous (a loaded CI machine) and the child dies if the test fails
-        db = db_path(load_config(cfg))
+        db = DatasetLayout.of(load_config(cfg)).ops_db
         deadline = time.monotonic() + 600
         done = 0
         while not done and proc.poll() is None and time.monotonic() < deadline:
@@ -189,7 +190,7 @@ def test_continuous_stops_on_sigterm_and_resumes(world, tmp_path):
 
 
 def test_limit_plan_binds_one_chip_per_ship_and_caps():
-    from pipelines.chip_job import limit_plan
+    from s2xr.chips.limits import limit_plan
 
     plan = pd.DataFrame({"chip_id": [f"c{i}" for i in range(6)],
                          "mmsi": [1, 1, 2, 2, 3, 4],
@@ -220,7 +221,6 @@ def test_live_capture_follows_the_schedule_windows(stac_server, tmp_path, monkey
     """The real-service path of `s2xr run` against the replay server: windows that ended
     before the run are `missed`; the others are captured (restricted: subscribed to the
     active tiles' boxes only, during their windows), then chipped after a lag of 0."""
-    import pipelines.run_job as rj
     from s2xr.ais.aisstream import Box, boxes_for_tiles
     from s2xr.ais.replay import ReplayServerThread
     from s2xr.ais.synthetic import synthetic_tracks, to_aisstream_frames
@@ -236,22 +236,22 @@ def test_live_capture_follows_the_schedule_windows(stac_server, tmp_path, monkey
                                       first_mmsi=235_900_001 + 100 * i)
                      for i, b in enumerate(areas.values())])
 
-    def schedule_at(cfg, opts, services, now):
+    def schedule_at(cfg, opts, world, now):  # the predictor: no planning, fixed windows
         return pd.DataFrame({
             "tile_id": ["19TCF", "30STE", "33TUK"], "satellite": ["S2A", "S2B", "S2C"],
             "start_time_utc": [now - pd.Timedelta(hours=2), now + 1 * sec, now + 2 * sec],
             "end_time_utc": [now - pd.Timedelta(hours=1), now + 6 * sec, now + 7 * sec],
             "source": "tle"})
 
-    monkeypatch.setattr(rj, "predict_schedule", schedule_at)
     with ReplayServerThread(to_aisstream_frames(pts), speed=None, valid_keys={key}) as srv:
         cfg = build_config({"stac": {"api_url": stac_server.url,
                                      "collection": "sentinel-2-l2a"},
                             "ais": {"url": srv.url, "watchdog_s": 60},
                             "ops": {"lag_days": 0}, "storage": {"root": str(tmp_path)}},
                            environ=dict(os.environ), dotenv_path=None)
-        res = run_batch(cfg, RunOptions(restrict_to_schedule=restrict))
-    states = WindowStore(db_path(cfg)).windows().set_index("tile_id")["state"].to_dict()
+        res = run_batch(cfg, RunOptions(restrict_to_schedule=restrict), predictor=schedule_at)
+    states = WindowStore(DatasetLayout.of(cfg).ops_db).windows().set_index("tile_id")[
+        "state"].to_dict()
     assert states == {"19TCF": "missed", "30STE": "chipped", "33TUK": "chipped"}
     subs = [s["BoundingBoxes"] for s in srv.stats.subscriptions]
     if restrict:
@@ -277,11 +277,11 @@ def test_windows_captured_by_a_stopped_run_are_chipped_later(world, tmp_path):
                       and not snap["stop_requested"] else None)
     first = run_batch(cfg, RunOptions(max_ships=4, dry_run_ais=True), control=control)
     assert first.stopped and first.chip is None
-    captured = WindowStore(db_path(cfg)).windows(["captured"])
+    captured = WindowStore(DatasetLayout.of(cfg).ops_db).windows(["captured"])
     assert len(captured) > 0
     later = pd.to_datetime(captured.end_time.max()) + pd.Timedelta(days=20)
     res = run_batch(cfg, RunOptions(max_ships=4, dry_run_ais=True,
                                     start=later.floor("D"), days=1))
     assert res.chip is not None and res.chip.n_chips > 0
-    states = WindowStore(db_path(cfg)).windows().set_index("window_id")["state"]
+    states = WindowStore(DatasetLayout.of(cfg).ops_db).windows().set_index("window_id")["state"]
     assert (states.loc[captured.window_id] == "chipped").all()

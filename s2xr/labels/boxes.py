@@ -21,47 +21,14 @@ import pandas as pd
 import shapely
 from pyproj import Geod, Transformer
 
+from s2xr.store.labels import LABEL_COLUMNS, SHIP_CLASSES, ship_class
+
+__all__ = ["LABEL_COLUMNS", "SHIP_CLASSES", "label_chips", "ship_class", "ship_states"]
+
 log = logging.getLogger(__name__)
 GEOD = Geod(ellps="WGS84")
 
-# Ship classes for COCO/YOLO categories and the dataset card (AIS type codes, ITU-R M.1371).
-SHIP_CLASSES = ("cargo", "tanker", "passenger", "fishing", "tug", "pleasure", "high_speed",
-                "service", "military", "other", "unknown")
-
-LABEL_COLUMNS = [
-    "chip_id", "instance", "mmsi", "is_target", "kind", "label_flag", "epsg", "x", "y",
-    "lon", "lat", "col", "row", "heading_deg", "heading_source", "grid_heading_deg",
-    "length_m", "beam_m", "to_bow", "to_stern", "to_port", "to_starboard", "cx", "cy",
-    "cx_px", "cy_px", "length_px", "beam_px", "corners_px", "polygon_wkt", "truncated",
-    "ship_type", "ship_class", "sog", "position_method", "dt_seconds", "uncertainty_m",
-]
 _DIMS = ("to_bow", "to_stern", "to_port", "to_starboard")
-
-
-def ship_class(ship_type: object) -> str:
-    """AIS ship type code → one of :data:`SHIP_CLASSES` (``unknown`` when missing)."""
-    if ship_type is None or pd.isna(ship_type):
-        return "unknown"
-    t = int(ship_type)  # type: ignore[call-overload]
-    if 70 <= t <= 79:
-        return "cargo"
-    if 80 <= t <= 89:
-        return "tanker"
-    if 60 <= t <= 69:
-        return "passenger"
-    if t == 30:
-        return "fishing"
-    if t in (31, 32, 52):
-        return "tug"
-    if t in (36, 37):
-        return "pleasure"
-    if 40 <= t <= 49:
-        return "high_speed"
-    if t in (50, 51, 53, 54, 55, 58):
-        return "service"
-    if t == 35:
-        return "military"
-    return "other"
 
 
 def ship_states(positioned: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:

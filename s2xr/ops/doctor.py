@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from s2xr.config import AisConfig, Config, StacConfig
 from s2xr.errors import S2xrError
 from s2xr.ops.db import SCHEMA_VERSION
-from s2xr.store.layout import ensure_writable
+from s2xr.store.layout import DatasetLayout, ensure_writable
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def run_doctor(cfg: Config, *, network: bool = True,
     checks += check_packages()
     steps: list[Callable[[], Check]] = [
         check_gdal, lambda: check_storage(Path(cfg.storage.root)),
-        lambda: check_ops_db(db_path or Path(cfg.storage.root) / "ops.sqlite")]
+        lambda: check_ops_db(db_path or DatasetLayout.of(cfg).ops_db)]
     if network:
         steps += [lambda: check_stac(cfg.stac), lambda: check_ais(cfg.ais)]
     for step in steps:

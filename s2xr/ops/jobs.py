@@ -205,6 +205,84 @@ class JobStore:
             rows = c.execute("SELECT state, COUNT(*) n FROM chip_jobs GROUP BY state").fetchall()
         return {r["state"]: r["n"] for r in rows}
 
+    def recent_runs(self, limit: int = 5) -> pd.DataFrame:
+        """The last ``limit`` runs: run_id, kind, status, started_at, ended_at (newest
+        first)."""
+        with connect(self.path) as c:
+            return pd.read_sql_query(
+                "SELECT run_id, kind, status, started_at, ended_at FROM runs "
+                "ORDER BY started_at DESC LIMIT ?", c, params=[int(limit)])
+
+    # -- the chip job's bookkeeping ---------------------------------------------------
+    def mark_indexed(self, index: pd.DataFrame, chip_ids: set[str]) -> None:
+        """The jobs of ``chip_ids`` from their index rows: ``done`` when the chip passed,
+        ``failed`` (retried) when its read failed, else ``rejected`` with the gate's
+        reason."""
+        rows = index.loc[index["chip_id"].isin(chip_ids)]
+        ok = rows["qa_pass"].astype(bool)
+        read_err = rows["qa_reason"].astype(str).str.startswith("read_error")
+        reasons = dict(zip(rows["chip_id"], rows["qa_reason"], strict=True))
+        self.mark(rows.loc[ok, "chip_id"], "done")
+        self.mark(rows.loc[~ok & read_err, "chip_id"], "failed", reasons=reasons)
+        self.mark(rows.loc[~ok & ~read_err, "chip_id"], "rejected", reasons=reasons)
+
+    def retryable_chip_ids(self) -> set[str]:
+        """Chip ids of ``failed`` jobs (their chips are cut again)."""
+        return set(self.jobs(states=("failed",))["chip_id"].dropna())
+
+    def register_chips(self, plan: pd.DataFrame, run_id: str,
+                       ais_source: str | None = None) -> None:
+        """One job per planned chip (job id = chip id)."""
+        self.register(plan.assign(job_id=plan["chip_id"]), run_id, ais_source)
+
+    def defer(self, points: pd.DataFrame, run_id: str, ais_source: str | None,
+              reason: str) -> int:
+        """One ``deferred`` job per ship and day of ``points`` (a search that could not run,
+        retried with back-off); returns how many."""
+        keys = pd.DataFrame({"mmsi": points["mmsi"], "day": day_keys(points)}).drop_duplicates()
+        jobs = pd.DataFrame({"job_id": "defer|" + keys["mmsi"].astype(str) + "|" + keys["day"],
+                             "mmsi": keys["mmsi"], "item_id": None,
+                             "scene_datetime": pd.Timestamp.now(tz="UTC"), "chip_id": None})
+        self.register(jobs, run_id, ais_source)
+        self.mark(jobs["job_id"], "deferred", reason)
+        return len(jobs)
+
+    def close_deferred(self, searched: pd.DataFrame, run_id: str) -> int:
+        """Close the deferred jobs of the ship-days this run searched successfully: their
+        chips now have jobs of their own, so the deferral is done (not due for another
+        retry). Returns how many."""
+        if searched.empty:
+            return 0
+        keys = pd.DataFrame({"mmsi": searched["mmsi"], "day": day_keys(searched)}
+                            ).drop_duplicates()
+        ids = "defer|" + keys["mmsi"].astype(str) + "|" + keys["day"]
+        return self.close(ids, from_states=("deferred", "failed", "pending", "running"),
+                          reason=f"search succeeded in run {run_id}")
+
+    def no_scene(self, unmatched: pd.DataFrame, points: pd.DataFrame, run_id: str,
+                 ais_source: str | None = None) -> int:
+        """One ``no_scene`` job per ship and day of the ``unmatched`` points (``row``: their
+        position in ``points``, ``mmsi``, ``reason``), the same id in every run (re-runs
+        add no rows). Returns how many."""
+        if unmatched.empty:
+            return 0
+        u = unmatched.assign(day=day_keys(points.loc[unmatched["row"].to_numpy()])
+                             .to_numpy()).drop_duplicates(["mmsi", "day"])
+        ids = "noscene|" + u["mmsi"].astype(str) + "|" + u["day"]
+        self.register(pd.DataFrame({"job_id": ids, "mmsi": u["mmsi"], "item_id": None,
+                                    "scene_datetime": pd.Timestamp.now(tz="UTC"),
+                                    "chip_id": None}), run_id, ais_source)
+        self.mark(ids, "no_scene", reasons=dict(zip(ids, u["reason"].astype(str), strict=True)))
+        return len(u)
+
+
+def day_keys(points: pd.DataFrame) -> pd.Series:
+    """``YYYYMMDD`` (UTC) of each point's time, ``any`` without one."""
+    if "time" not in points:
+        return pd.Series("any", index=points.index)
+    t = pd.to_datetime(points["time"], utc=True)
+    return t.dt.strftime("%Y%m%d").fillna("any")
+
 
 def _alive(pid: int | None) -> bool:
     if not pid:

@@ -18,15 +18,12 @@ from typing import Any
 
 import pandas as pd
 
+from s2xr.ops.prune import AREA_TIME_FORMAT, PARTIAL_SUFFIX
 from s2xr.store.consistency import dataset_lock, reconcile
-from s2xr.store.cube import CUBE_NAME
-from s2xr.store.index import index_path, read_index
-from s2xr.store.layout import atomic_write_text
-from s2xr.store.prune import AREA_TIME_FORMAT, PARTIAL_SUFFIX, PRUNED_DIR
+from s2xr.store.index import read_index
+from s2xr.store.layout import DatasetLayout, atomic_write_text
 
 log = logging.getLogger(__name__)
-
-MANIFEST_NAME = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,7 @@ def expire_pruned(root: str | Path, *, retention_days: float = 7.0, purge: bool 
     ``….partial`` area (a prune that stopped before removing anything: the dataset still
     has those chips). Directories not named like an area are left alone. Returns the
     number of areas removed; the caller holds the dataset lock."""
-    base = Path(root) / PRUNED_DIR
+    base = DatasetLayout(Path(root)).pruned
     if not base.is_dir():
         return 0
     cutoff = (now or pd.Timestamp.now(tz="UTC")) - pd.Timedelta(days=retention_days)
@@ -113,7 +110,8 @@ def vacuum_dataset(root: str | Path, db: str | Path, *, rm_empty: bool = False,
         after = _size(db)
         empties = 0
         if rm_empty:
-            empties = sum(_remove_empty_dirs(root / d) for d in ("chips", "ais"))
+            layout = DatasetLayout(root)
+            empties = sum(_remove_empty_dirs(d) for d in (layout.chips, layout.ais))
     rep = VacuumReport(before, after, rec.cube_rows_dropped, rec.files_removed,
                        rec.temp_files_removed, empties, areas)
     log.info("vacuum %s: %s", root, rep)
@@ -128,6 +126,7 @@ def build_manifest(root: str | Path, *, n_samples: int = 5) -> dict[str, Any]:
     """The dataset manifest: counts (chips, passed, by split / tile / ship type / QA reason),
     time range, the files a consumer opens, and ``n_samples`` sample chips. Reads only."""
     root = Path(root)
+    layout = DatasetLayout(root)
     idx = read_index(root)
     passed = idx.loc[idx["qa_pass"].astype(bool)] if len(idx) else idx
     try:
@@ -163,9 +162,8 @@ def build_manifest(root: str | Path, *, n_samples: int = 5) -> dict[str, Any]:
         "providers": sorted(map(str, passed["provider"].dropna().unique())) if len(passed)
         else [],
         "files": {name: str(p.relative_to(root)) for name, p in (
-            ("index", index_path(root)), ("cube", root / CUBE_NAME),
-            ("stac_catalog", root / "stac" / "catalog.json"),
-            ("qa_report", root / "reports" / "qa_report.html"))
+            ("index", layout.index), ("cube", layout.cube),
+            ("stac_catalog", layout.stac_catalog), ("qa_report", layout.qa_report))
             if p.exists()},
         "samples": json.loads(samples.to_json(orient="records")) if len(samples) else [],
     }
@@ -175,7 +173,7 @@ def write_manifest(root: str | Path, *, n_samples: int = 5) -> tuple[Path, dict[
     """Write ``{root}/manifest.json`` atomically; returns (path, manifest)."""
     root = Path(root)
     manifest = build_manifest(root, n_samples=n_samples)
-    path = root / MANIFEST_NAME
+    path = DatasetLayout(root).manifest
     atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     return path, manifest
 

@@ -20,8 +20,8 @@ import xarray as xr
 
 from s2xr.store.cube import CUBE_NAME, open_chips
 from s2xr.store.index import read_index
-from s2xr.store.labels import read_labels
-from s2xr.store.layout import atomic_write_text
+from s2xr.store.labels import SHIP_CLASSES, read_labels, ship_class
+from s2xr.store.layout import DatasetLayout, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,12 @@ def _band_table(ds: xr.Dataset, stats: pd.DataFrame) -> list[dict[str, Any]]:
 def dataset_card(root: str | Path) -> dict[str, Any]:
     """The card as a dict (what ``dataset.yaml`` holds). Computes the band statistics
     (:func:`band_statistics`); reads the index and label table."""
-    from s2xr.labels.boxes import SHIP_CLASSES, ship_class
     from s2xr.splits import leakage_report
 
     root = Path(root)
-    if not (root / CUBE_NAME / "zarr.json").exists():
-        raise FileNotFoundError(f"no chip cube at {root / CUBE_NAME}; run `s2xr chip` first")
+    layout = DatasetLayout(root)
+    if not layout.has_cube:
+        raise FileNotFoundError(f"no chip cube at {layout.cube}; run `s2xr chip` first")
     ds = open_chips(root)
     stats = band_statistics(ds)
     idx = read_index(root)
@@ -131,7 +131,8 @@ def dataset_card(root: str | Path) -> dict[str, Any]:
                    "ship_mask": "uint8 instance mask: 0 background, k = the chip's label "
                                 "with instance k",
                    "instances_by_class": by_class(labels["ship_class"]) if len(labels) else {},
-                   "files": ["indexes/labels.parquet", "chips/**/{chip_id}.json (labels)"]},
+                   "files": [str(DatasetLayout(Path()).labels),
+                             f"{DatasetLayout.CHIPS}/**/{{chip_id}}.json (labels)"]},
         "classes": {"scheme": "AIS ship type (ITU-R M.1371) grouped into "
                               + ", ".join(SHIP_CLASSES),
                     "chips_by_class": by_class(centre)},
@@ -192,7 +193,7 @@ def write_dataset_card(root: str | Path) -> tuple[Path, Path]:
 
     root = Path(root)
     card = dataset_card(root)
-    y_path, md_path = root / "dataset.yaml", root / "DATASET.md"
+    y_path, md_path = DatasetLayout(root).card_yaml, DatasetLayout(root).card_md
     atomic_write_text(y_path, yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
     atomic_write_text(md_path, _markdown(card))
     log.info("dataset card: %s, %s", y_path, md_path)

@@ -3,7 +3,8 @@
 Writes go files → cube → index, so after a crash (even SIGKILL) the index is the truth:
 :func:`reconcile` truncates cube rows and deletes chip files the index does not name, and
 removes temp files. :func:`dataset_lock` is an advisory ``flock`` on ``{root}/.s2xr.lock``
-(released by the OS when the holder dies).
+(released by the OS when the holder dies). The cube's consolidated metadata is rewritten
+after every repair.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from s2xr.errors import StorageError
-from s2xr.store.cube import CUBE_NAME
+from s2xr.store.cube import consolidate
 from s2xr.store.index import read_index
+from s2xr.store.layout import DatasetLayout, is_zarr
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".s2xr.lock"
+LOCK_NAME = DatasetLayout.LOCK
 
 
 _HELD: dict[tuple[str, int], int] = {}  # (root, thread id) → nesting depth of reentrant holds
@@ -43,7 +45,7 @@ def dataset_lock(root: Path, *, wait: bool = False, reentrant: bool = False) -> 
     without it, or from another thread, a second hold is refused like another process's."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    path = root / LOCK_NAME
+    path = DatasetLayout(root).lock
     key = (str(root.resolve()), threading.get_ident())
     if reentrant and _HELD.get(key):
         _HELD[key] += 1
@@ -96,13 +98,14 @@ def _truncate_cube(root: Path, keep: set[str]) -> int:
     the index names nothing of is removed whole. Returns the number of rows dropped."""
     import zarr
 
-    path = root / CUBE_NAME
-    if not (path / "zarr.json").exists():
+    path = DatasetLayout(root).cube
+    if not is_zarr(path):
         if path.exists() and not keep:
             shutil.rmtree(path)
         return 0
     try:
-        group = zarr.open_group(str(path), mode="r+")
+        # the arrays' own metadata: consolidated metadata is stale after a crash mid-append
+        group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
         arrays = _chip_arrays(group)
         ids = np.asarray(group["chip_id"][:], dtype=object)
     except (KeyError, ValueError, OSError) as exc:
@@ -135,6 +138,7 @@ def _truncate_cube(root: Path, keep: set[str]) -> int:
         if first < len(ids):
             for arr in arrays.values():
                 arr.resize((first, *arr.shape[1:]))
+        consolidate(path)
         return cut + len(ids) - first
     # rows in the middle (e.g. after a prune): rewrite the cube without them
     from s2xr.store.cube import open_chips
@@ -142,9 +146,10 @@ def _truncate_cube(root: Path, keep: set[str]) -> int:
     ds = open_chips(path).isel(chip=np.flatnonzero(~extra)).load()
     for v in ds.variables.values():
         v.encoding = {k: e for k, e in v.encoding.items() if k in ("units", "dtype")}
-    tmp = root / (CUBE_NAME + ".rewrite")
+    tmp = path.with_name(path.name + ".rewrite")
     shutil.rmtree(tmp, ignore_errors=True)
     ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False)
+    consolidate(tmp)
     shutil.rmtree(path)
     tmp.rename(path)
     return cut + int(extra.sum())
@@ -157,7 +162,8 @@ def reconcile(root: Path) -> ReconcileReport:
     passed = set(index.loc[index["qa_pass"].astype(bool), "chip_id"]) if len(index) else set()
     dropped = _truncate_cube(root, passed)
     removed = temps = 0
-    chips_dir = root / "chips"
+    layout = DatasetLayout(root)
+    chips_dir = layout.chips
     if chips_dir.exists():
         for f in chips_dir.rglob("*"):
             if not f.is_file():
@@ -168,7 +174,7 @@ def reconcile(root: Path) -> ReconcileReport:
             elif f.stem not in passed:
                 f.unlink()
                 removed += 1
-    for f in (root / "indexes").glob(".*.tmp") if (root / "indexes").exists() else []:
+    for f in layout.indexes.glob(".*.tmp") if layout.indexes.exists() else []:
         f.unlink()
         temps += 1
     if dropped or removed or temps:

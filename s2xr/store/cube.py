@@ -4,20 +4,25 @@ Variables: reflectance(chip, band, y, x) float32, scl(chip, y, x) uint8, ship_ma
 x) uint8 (when the chips carry labels), valid_frac and qa_* (chip), with per-chip coords
 (chip_id, mmsi, time, item_id, tile_id, epsg, lon, lat, x_left, y_top, transform, split).
 Eight chips per Zarr chunk, Blosc-LZ4 with byte shuffle (measured here: about half the write
-time of Zstd and one chip per chunk).
+time of Zstd and one chip per chunk). Every write ends by consolidating the metadata, so
+``xr.open_zarr(root / "chips.zarr")`` opens it in one read and without a warning; s2xr's own
+readers read the arrays' metadata (always current, even after a crash mid-append).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from s2xr.store.layout import DatasetLayout, is_zarr
+
 log = logging.getLogger(__name__)
 
-CUBE_NAME = "chips.zarr"
+CUBE_NAME = DatasetLayout.CUBE
 CHIPS_PER_CHUNK = 8  # 8 chips × 5–6 bands ≈ 12 MB per chunk; Blosc-LZ4 + byte shuffle
 _OBJ_COORDS = ("chip_id", "item_id", "tile_id", "band", "split", "qa_reason")
 
@@ -32,11 +37,11 @@ def _prepare(ds: xr.Dataset) -> xr.Dataset:
 
 def append_cube(root: Path, ds: xr.Dataset) -> Path:
     """Append computed chips to the cube (create it on first use); returns its path."""
-    path = Path(root) / CUBE_NAME
+    path = DatasetLayout(Path(root)).cube
     ds = _prepare(ds)
     if ds.sizes.get("chip", 0) == 0:
         return path
-    if not (path / "zarr.json").exists():
+    if not is_zarr(path):
         from zarr.codecs import BloscCodec
 
         fast = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
@@ -52,8 +57,20 @@ def append_cube(root: Path, ds: xr.Dataset) -> Path:
     else:
         ds = _existing_variables(path, ds)
         ds.to_zarr(path, mode="a", append_dim="chip", zarr_format=3, consolidated=False)
+    consolidate(path)
     log.info("cube %s: +%d chip(s)", path, ds.sizes["chip"])
     return path
+
+
+def consolidate(path: Path) -> None:
+    """Write the consolidated metadata of the Zarr v3 store at ``path`` (after any change to
+    its arrays: readers that use it see the shapes it records)."""
+    import zarr
+
+    with warnings.catch_warnings():  # "not part of the Zarr v3 specification (yet)"
+        warnings.filterwarnings("ignore", message="Consolidated metadata",
+                                category=UserWarning)
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 def _existing_variables(path: Path, ds: xr.Dataset) -> xr.Dataset:
@@ -61,7 +78,7 @@ def _existing_variables(path: Path, ds: xr.Dataset) -> xr.Dataset:
     written before labels existed): Zarr cannot append a new variable along ``chip``."""
     import zarr
 
-    have = set(zarr.open_group(str(path), mode="r").array_keys())
+    have = set(zarr.open_group(str(path), mode="r", use_consolidated=False).array_keys())
     extra = [v for v in ds.data_vars if v not in have]
     if extra:
         log.warning("cube %s has no %s: not appended (rebuild the cube to add them)", path,
@@ -91,8 +108,8 @@ def open_chips(path: str | Path, *, split: str | None = None) -> xr.Dataset:
     ``transform(chip, affine)``, ``split``. See ``docs/formats.md``.
     """
     p = Path(path)
-    if p.suffix != ".zarr":
-        p = p / CUBE_NAME
+    if p.suffix != Path(CUBE_NAME).suffix:
+        p = DatasetLayout(p).cube
     ds = xr.open_zarr(p, consolidated=False, zarr_format=3)
     if split is not None:
         ds = ds.isel(chip=np.flatnonzero(ds["split"].values == split))
@@ -101,7 +118,7 @@ def open_chips(path: str | Path, *, split: str | None = None) -> xr.Dataset:
 
 def cube_chip_ids(root: Path) -> np.ndarray:
     """Chip IDs already in the cube (empty if there is none)."""
-    p = Path(root) / CUBE_NAME
-    if not (p / "zarr.json").exists():
+    p = DatasetLayout(Path(root)).cube
+    if not is_zarr(p):
         return np.array([], dtype=object)
     return open_chips(p)["chip_id"].values

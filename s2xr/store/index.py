@@ -14,7 +14,7 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
-from s2xr.store.layout import atomic_write
+from s2xr.store.layout import DatasetLayout, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ INDEX_COLUMNS = [
 
 
 def index_path(root: Path) -> Path:
-    return Path(root) / "indexes" / "tiles.parquet"
+    return DatasetLayout(Path(root)).index
 
 
 def read_index(root: Path) -> gpd.GeoDataFrame:
@@ -63,7 +63,7 @@ def write_daily_footprints(root: Path, index: gpd.GeoDataFrame, day: str) -> Pat
     sub = index.loc[when == day]
     cols = ["chip_id", "mmsi", "scene_id", "scene_datetime", "split", "qa_pass", "path",
             "tile_id"]
-    path = Path(root) / "indexes" / f"tiles_{day}.geojson"
+    path = DatasetLayout(Path(root)).footprints(day)
     sub = sub[[*cols, "geometry"]]
 
     def write(tmp: Path) -> None:

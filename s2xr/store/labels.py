@@ -1,10 +1,10 @@
 """The label table ``{root}/indexes/labels.parquet``: one row per (chip, ship) in the cube.
 
-Rows are produced by :func:`s2xr.labels.label_chips` (columns
-:data:`s2xr.labels.boxes.LABEL_COLUMNS`); the writer merges those of the chips that passed
-the gate, by chip_id, to a temp file renamed into place — always before the index that names
-the chips. Readers keep only chips the index lists as passed, so a prune or a crash never
-surfaces stale labels.
+Rows are produced by :func:`s2xr.labels.label_chips` (columns :data:`LABEL_COLUMNS`, ship
+classes :data:`SHIP_CLASSES` from :func:`ship_class`); the writer merges those of the chips
+that passed the gate, by chip_id, to a temp file renamed into place — always before the index
+that names the chips. Readers keep only chips the index lists as passed, so a prune or a
+crash never surfaces stale labels.
 """
 
 from __future__ import annotations
@@ -17,9 +17,47 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from s2xr.store.layout import atomic_write
+from s2xr.store.layout import DatasetLayout, atomic_write
 
 log = logging.getLogger(__name__)
+
+# Ship classes for COCO/YOLO categories and the dataset card (AIS type codes, ITU-R M.1371).
+SHIP_CLASSES = ("cargo", "tanker", "passenger", "fishing", "tug", "pleasure", "high_speed",
+                "service", "military", "other", "unknown")
+
+LABEL_COLUMNS = [
+    "chip_id", "instance", "mmsi", "is_target", "kind", "label_flag", "epsg", "x", "y",
+    "lon", "lat", "col", "row", "heading_deg", "heading_source", "grid_heading_deg",
+    "length_m", "beam_m", "to_bow", "to_stern", "to_port", "to_starboard", "cx", "cy",
+    "cx_px", "cy_px", "length_px", "beam_px", "corners_px", "polygon_wkt", "truncated",
+    "ship_type", "ship_class", "sog", "position_method", "dt_seconds", "uncertainty_m",
+]
+
+def ship_class(ship_type: object) -> str:
+    """AIS ship type code → one of :data:`SHIP_CLASSES` (``unknown`` when missing)."""
+    if ship_type is None or pd.isna(ship_type):
+        return "unknown"
+    t = int(ship_type)  # type: ignore[call-overload]
+    if 70 <= t <= 79:
+        return "cargo"
+    if 80 <= t <= 89:
+        return "tanker"
+    if 60 <= t <= 69:
+        return "passenger"
+    if t == 30:
+        return "fishing"
+    if t in (31, 32, 52):
+        return "tug"
+    if t in (36, 37):
+        return "pleasure"
+    if 40 <= t <= 49:
+        return "high_speed"
+    if t in (50, 51, 53, 54, 55, 58):
+        return "service"
+    if t == 35:
+        return "military"
+    return "other"
+
 
 # per-chip JSON: these label columns (pixel/CRS geometry, identity, provenance)
 JSON_FIELDS = ("instance", "mmsi", "is_target", "kind", "label_flag", "ship_class",
@@ -31,7 +69,7 @@ JSON_FIELDS = ("instance", "mmsi", "is_target", "kind", "label_flag", "ship_clas
 
 
 def labels_path(root: Path) -> Path:
-    return Path(root) / "indexes" / "labels.parquet"
+    return DatasetLayout(Path(root)).labels
 
 
 def read_labels(root: str | Path, *, indexed_only: bool = True) -> pd.DataFrame:
@@ -41,8 +79,6 @@ def read_labels(root: str | Path, *, indexed_only: bool = True) -> pd.DataFrame:
 
     p = labels_path(Path(root))
     if not p.exists():
-        from s2xr.labels.boxes import LABEL_COLUMNS
-
         return pd.DataFrame(columns=LABEL_COLUMNS)
     df = pd.read_parquet(p)
     if indexed_only:

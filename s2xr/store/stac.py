@@ -19,7 +19,7 @@ import pandas as pd
 import pystac
 
 from s2xr.store.index import read_index
-from s2xr.store.layout import atomic_write
+from s2xr.store.layout import DatasetLayout, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def publish_stac(root: str | Path, *, out: str | Path | None = None,
                  absolute: bool = False, base_url: str | None = None) -> Path:
     """Write the chip catalog; returns the catalog.json path. Relative hrefs by default."""
     root = Path(root).resolve()
-    out = Path(out).resolve() if out else root / "stac"
+    out = Path(out).resolve() if out else DatasetLayout(root).stac
     index = read_index(root)
     passed = index.loc[index["qa_pass"].astype(bool)]
     cat = pystac.Catalog(id="s2xr-chips", description="Sentinel-2 L2A ship chips (s2xr)",
@@ -94,8 +94,8 @@ def publish_stac(root: str | Path, *, out: str | Path | None = None,
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     log.info("STAC catalog: %d collection(s), %d item(s) → %s", passed["tile_id"].nunique(),
-             len(passed), out / "catalog.json")
-    return out / "catalog.json"
+             len(passed), out / DatasetLayout.STAC_CATALOG)
+    return out / DatasetLayout.STAC_CATALOG
 
 
 def write_stac_geoparquet(root: str | Path, path: str | Path | None = None) -> Path:
@@ -103,7 +103,7 @@ def write_stac_geoparquet(root: str | Path, path: str | Path | None = None) -> P
     import rustac
 
     root = Path(root).resolve()
-    path = Path(path) if path else root / "indexes" / "chips.stac.parquet"
+    path = Path(path) if path else DatasetLayout(root).stac_geoparquet
     index = read_index(root)
     items = [chip_item(r, root).to_dict() for r in
              index.loc[index["qa_pass"].astype(bool)].itertuples()]

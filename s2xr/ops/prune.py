@@ -39,22 +39,21 @@ from s2xr.ais import position_at, read_ais_table
 from s2xr.ais.fixtime import fix_times
 from s2xr.ais.schema import canonical_columns
 from s2xr.errors import InputError
+from s2xr.ops.observations import ObservationStore
 from s2xr.store.consistency import reconcile
-from s2xr.store.cube import CHIPS_PER_CHUNK, CUBE_NAME, append_cube, open_chips
-from s2xr.store.index import index_path, merge_index, read_index, write_daily_footprints
-from s2xr.store.layout import atomic_write, atomic_write_text
+from s2xr.store.cube import CHIPS_PER_CHUNK, append_cube, consolidate, open_chips
+from s2xr.store.index import merge_index, read_index, write_daily_footprints
+from s2xr.store.layout import DatasetLayout, atomic_write, atomic_write_text, is_zarr
 
 log = logging.getLogger(__name__)
 GEOD = Geod(ellps="WGS84")
 
 DEFAULT_MAX_SHARE = 0.2
-PRUNED_DIR = "pruned"  # {root}/pruned/YYYYMMDDTHHMMSS/ — one area per prune
+PRUNED_DIR = DatasetLayout.PRUNED  # {root}/pruned/YYYYMMDDTHHMMSS/ — one area per prune
 AREA_TIME_FORMAT = "%Y%m%dT%H%M%S"  # UTC
 PARTIAL_SUFFIX = ".partial"
-AREA_MANIFEST = "prune.json"
-AREA_INDEX = "index_rows.parquet"
-AREA_CUBE = "chips.zarr"
-AREA_FILES = "chips"
+# an area: its manifest and index rows (DatasetLayout.area_manifest / area_index), and the
+# removed cube rows and chip files where a dataset keeps them (DatasetLayout(area).cube/.chips)
 
 
 class PruneRefusedError(InputError):
@@ -150,26 +149,18 @@ def find_prunable(index: pd.DataFrame, observations: pd.DataFrame, *, time_tol_m
     return out.loc[out["prune_reason"].notna()]
 
 
-OBSERVATION_COLUMNS = ("mmsi", "time", "overpass_time", "lat", "lon", "sog", "cog")
-
-
-def load_observations(db: str | Path, ais_path: str | Path | None = None) -> pd.DataFrame:
-    """The AIS fixes to prune against: ``ais_path`` read like any AIS file, else the ops
-    DB's ``ais_observations`` (the fixes the chip jobs used)."""
+def load_observations(layout: DatasetLayout, ais_path: str | Path | None = None
+                      ) -> pd.DataFrame:
+    """The AIS fixes to prune against: ``ais_path`` read like any AIS file, else the
+    dataset's AIS observations (:class:`~s2xr.ops.observations.ObservationStore`: the
+    capture's positions and the fixes the chip jobs used)."""
     if ais_path is not None:
         return read_ais_table(ais_path).points
-    from s2xr.ops import connect
-
-    db = Path(db)
-    if not db.is_file():
-        raise InputError(f"no ops DB at {db} yet: pass --ais FILE (or run a chip job first)")
-    with connect(db) as c:
-        have = {r[1] for r in c.execute("PRAGMA table_info(ais_observations)")}
-        cols = [k for k in OBSERVATION_COLUMNS if k in have]
-        if not {"mmsi", "lat", "lon"} <= set(cols):
-            raise InputError(f"ops DB {db} has no ais_observations to prune against; pass "
-                             "--ais FILE")
-        return pd.read_sql_query(f"SELECT {', '.join(cols)} FROM ais_observations", c)
+    store = ObservationStore(layout)
+    if not store.exists():
+        raise InputError(f"no AIS observations at {layout.ais_observations} yet: pass --ais "
+                         "FILE (or run a chip job first)")
+    return store.read()
 
 
 # ------------------------------------------------------------------------------ the area
@@ -191,7 +182,7 @@ def _chip_files(chips_dir: Path, ids: set[str]) -> list[Path]:
 
 def _new_area(root: Path, now: pd.Timestamp) -> tuple[Path, Path]:
     """(partial dir, final dir) of a new area named by ``now`` (UTC), unique."""
-    base = root / PRUNED_DIR
+    base = DatasetLayout(root).pruned
     base.mkdir(parents=True, exist_ok=True)
     stamp = now.tz_convert("UTC").strftime(AREA_TIME_FORMAT)
     for k in range(1, 1000):
@@ -211,8 +202,8 @@ def _rows_of(ds: xr.Dataset, ids: set[str]) -> np.ndarray:
 
 
 def _save_cube_rows(root: Path, ids: set[str], dest: Path) -> int:
-    cube = root / CUBE_NAME
-    if not ids or not (cube / "zarr.json").exists():
+    cube = DatasetLayout(root).cube
+    if not ids or not is_zarr(cube):
         return 0
     ds = open_chips(cube)
     pos = _rows_of(ds, ids)
@@ -222,6 +213,7 @@ def _save_cube_rows(root: Path, ids: set[str], dest: Path) -> int:
     for v in sel.variables.values():
         v.encoding = {k: e for k, e in v.encoding.items() if k in ("units", "dtype")}
     sel.to_zarr(dest, mode="w-", zarr_format=3, consolidated=False)
+    consolidate(dest)
     return len(pos)
 
 
@@ -230,14 +222,15 @@ def _write_area(root: Path, rows: pd.DataFrame, doomed: pd.DataFrame, *, now: pd
     """Copy what the prune removes into a new area; returns its final path (renamed from
     ``….partial`` once complete)."""
     partial, final = _new_area(root, now)
+    layout, area = DatasetLayout(root), DatasetLayout(partial)
     ids = set(map(str, rows["chip_id"]))
     gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326").to_parquet(
-        partial / AREA_INDEX, index=False)
-    n_cube = _save_cube_rows(root, ids, partial / AREA_CUBE)
+        layout.area_index(partial), index=False)
+    n_cube = _save_cube_rows(root, ids, area.cube)
     files = []
-    for f in _chip_files(root / "chips", ids):
-        rel = f.relative_to(root / "chips")
-        _link_or_copy(f, partial / AREA_FILES / rel)
+    for f in _chip_files(layout.chips, ids):
+        rel = f.relative_to(layout.chips)
+        _link_or_copy(f, area.chips / rel)
         files.append({"path": str(rel), "bytes": f.stat().st_size})
     manifest = {
         "created_utc": now.tz_convert("UTC").isoformat().replace("+00:00", "Z"),
@@ -247,7 +240,7 @@ def _write_area(root: Path, rows: pd.DataFrame, doomed: pd.DataFrame, *, now: pd
         "files": files, "undo": f"s2xr prune --undo {PRUNED_DIR}/{final.name}",
         "complete": True,
     }
-    atomic_write_text(partial / AREA_MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(layout.area_manifest(partial), json.dumps(manifest, indent=2) + "\n")
     partial.rename(final)
     return final
 
@@ -259,7 +252,7 @@ def _rewrite_footprints(root: Path, before: pd.DataFrame, after: gpd.GeoDataFram
         if day in have:
             write_daily_footprints(root, after, day)
         else:
-            (root / "indexes" / f"tiles_{day}.geojson").unlink(missing_ok=True)
+            DatasetLayout(root).footprints(day).unlink(missing_ok=True)
 
 
 def prune_chips(root: str | Path, observations: pd.DataFrame, *, time_tol_min: float = 10,
@@ -287,7 +280,7 @@ def prune_chips(root: str | Path, observations: pd.DataFrame, *, time_tol_min: f
                            now=now or pd.Timestamp.now(tz="UTC"),
                            time_tol_min=time_tol_min, dist_tol_m=dist_tol_m)
     keep = gpd.GeoDataFrame(index.loc[~gone], geometry="geometry", crs="EPSG:4326")
-    atomic_write(index_path(root), lambda p: keep.to_parquet(p, index=False))
+    atomic_write(DatasetLayout(root).index, lambda p: keep.to_parquet(p, index=False))
     reconcile(root)
     _rewrite_footprints(root, index, keep)
     log.warning("prune: removed %d chip(s) to %s (undo: s2xr prune --undo %s)", len(doomed),
@@ -299,11 +292,12 @@ def prune_chips(root: str | Path, observations: pd.DataFrame, *, time_tol_min: f
 def resolve_area(root: str | Path, area: str | Path) -> Path:
     """The pruned area ``area`` names: a path, or one relative to the dataset root."""
     root, area = Path(root), Path(area)
-    for cand in (area, root / area, root / PRUNED_DIR / area):
+    pruned = DatasetLayout(root).pruned
+    for cand in (area, root / area, pruned / area):
         if cand.is_dir():
             return cand
     raise InputError(f"not a pruned area: {area} (expected a directory under "
-                     f"{root / PRUNED_DIR}; `ls {root / PRUNED_DIR}`)")
+                     f"{pruned}; `ls {pruned}`)")
 
 
 def unprune(root: str | Path, area: str | Path) -> gpd.GeoDataFrame:
@@ -312,26 +306,27 @@ def unprune(root: str | Path, area: str | Path) -> gpd.GeoDataFrame:
     restored index rows. The caller holds the dataset lock."""
     root = Path(root)
     area = resolve_area(root, area)
-    manifest_path = area / AREA_MANIFEST
+    layout, saved = DatasetLayout(root), DatasetLayout(area)
+    manifest_path = layout.area_manifest(area)
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError):
         manifest = {}
-    if not manifest.get("complete") or not (area / AREA_INDEX).is_file():
+    if not manifest.get("complete") or not layout.area_index(area).is_file():
         raise InputError(f"{area} is not a complete pruned area (no finished "
-                         f"{AREA_MANIFEST}): the prune that wrote it stopped before removing "
+                         f"{manifest_path.name}): the prune that wrote it stopped before removing "
                          "anything, so there is nothing to undo; `s2xr vacuum` removes it")
     reconcile(root)  # the cube and files hold exactly what the index names
-    rows = gpd.read_parquet(area / AREA_INDEX)
+    rows = gpd.read_parquet(layout.area_index(area))
     have = set(read_index(root)["chip_id"])
     restore = rows.loc[~rows["chip_id"].isin(have)]
     ids = set(map(str, restore["chip_id"]))
-    for f in _chip_files(area / AREA_FILES, ids):
-        dst = root / "chips" / f.relative_to(area / AREA_FILES)
+    for f in _chip_files(saved.chips, ids):
+        dst = layout.chips / f.relative_to(saved.chips)
         if not dst.exists():
             _link_or_copy(f, dst)
-    cube = area / AREA_CUBE
-    if ids and (cube / "zarr.json").exists():
+    cube = saved.cube
+    if ids and is_zarr(cube):
         ds = open_chips(cube)
         pos = _rows_of(ds, ids)
         for start in range(0, len(pos), 64):
