@@ -43,6 +43,7 @@ from dashboards.layout import DashboardLayout
 from dashboards.state import JobManager, get_manager
 from dashboards.upload import filepond_labels_callback
 from pipelines.run_job import uses_embedded_world
+from s2xr.store.layout import DatasetLayout
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
             done = self.manager.result("prune")
             text = f"removed {len(done)} chip(s) from every store"
             if done.area is not None:
-                rel = f"pruned/{done.area.name}"
+                rel = f"{DatasetLayout.PRUNED}/{done.area.name}"
                 text += (f"; moved to `{html.escape(rel)}` (undo: `s2xr prune --undo "
                          f"{html.escape(rel)}`; `s2xr vacuum` empties it after "
                          f"{self.cfg.ops.pruned_retention_days:g} day(s))")
@@ -148,7 +149,7 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         qa = self.manager.result("qa-report")
         if qa is not None:
             self.qa_download.file = str(qa["path"])
-            self.qa_download.filename = "qa_report.html"
+            self.qa_download.filename = DatasetLayout.QA_REPORT
             self.qa_download.visible = True
         if st["error"] and kind in ("prune", "prune-preview"):
             self._say(self.prune_msg, st["error"], error=True)

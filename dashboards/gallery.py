@@ -24,6 +24,7 @@ from panel.custom import JSComponent
 from PIL import Image
 
 from dashboards.views import chip_stem
+from s2xr.store.layout import DatasetLayout, is_zarr
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +192,8 @@ def chip_images(root: Path, chip_id: str) -> ChipImages | None:
     from s2xr.store.cube import open_chips
     from s2xr.store.files import rgb_quicklook
 
-    cube = root / "chips.zarr"
-    if not (cube / "zarr.json").exists():
+    cube = DatasetLayout(root).cube
+    if not is_zarr(cube):
         return None
     ds = open_chips(cube)
     ids = [str(c) for c in ds["chip_id"].values]  # object or StringDType

@@ -22,6 +22,7 @@ from s2xr.ais.sampling import DailySampler
 from s2xr.ais.schedule import capture_segments_from, read_schedule
 from s2xr.ais.storage import AisStore
 from s2xr.errors import InputError
+from s2xr.store.layout import DatasetLayout
 
 
 def _until(until: str | None, duration: float | None) -> pd.Timestamp | None:
@@ -67,11 +68,12 @@ async def _run(capture: AisCapture, segments: list | None, until: pd.Timestamp |
 @click.option("--watchdog", "watchdog_s", type=float, default=None,
               help="Reconnect after this many seconds without a message.")
 @click.option("--random-sample", "random_per_day", type=int, default=None,
-              help="Keep up to N random distinct MMSIs per day (ais_random_sample.parquet).")
+              help="Keep up to N random distinct MMSIs per day "
+                   f"({DatasetLayout.AIS_SAMPLE}).")
 @click.option("--sample-only", is_flag=True, help="With --random-sample: store only the "
               "sample (and static data), not every position (world-wide sampling).")
 @click.option("--no-raw", is_flag=True, help="Do not append raw frames to "
-              "aisstream_raw.jsonl.")
+              f"{DatasetLayout.AIS_RAW}.")
 @click.option("--xlsx/--no-xlsx", default=None, help="Also write .xlsx overpass files.")
 def collect_ais(config_path: str | None, url: str | None, out_dir: str | None,
                 schedule_path: str | None, restrict_to_schedule: bool, tiles: tuple[str, ...],
@@ -86,7 +88,8 @@ def collect_ais(config_path: str | None, url: str | None, out_dir: str | None,
     ais = cfg.ais
     root = Path(out_dir) if out_dir else Path(cfg.storage.root)
     if restrict_to_schedule and not schedule_path:
-        raise InputError("--restrict-to-schedule needs --schedule plan/overpass_schedule.csv")
+        raise InputError("--restrict-to-schedule needs --schedule "
+                         f"{DatasetLayout(Path()).schedule}")
     chosen: list[Box] = [Box.parse(b) for b in boxes] + boxes_for_tiles(tiles)
     if not chosen:
         chosen = [Box(*b) for b in ais.boxes] or [WORLD]
@@ -126,4 +129,4 @@ def collect_ais(config_path: str | None, url: str | None, out_dir: str | None,
     finally:
         store.close()
     click.echo(f"collect-ais: {res.summary()}")
-    click.echo(f"outputs under {root / 'ais'} and {store.index_path}")
+    click.echo(f"outputs under {DatasetLayout(root).ais} and {store.index_path}")

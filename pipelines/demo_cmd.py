@@ -13,6 +13,7 @@ from s2xr.config import load_config
 from s2xr.errors import ConfigError
 from s2xr.store.files import write_contact_sheet
 from s2xr.store.index import read_index
+from s2xr.store.layout import DatasetLayout
 
 
 @click.command("demo")
@@ -35,8 +36,9 @@ def demo(config_path: str | None, out: str | None, window_px: int | None,
     if not uses_embedded_world(cfg):
         raise ConfigError("demo: the config points at a real STAC service (stac.api_url / "
                           "stac.catalog); use `s2xr run` for that, or configs/demo.yaml")
-    root = Path(cfg.storage.root)
-    click.echo(f"embedded world (synthetic) under {root / 'world'}; its STAC API and AIS "
+    layout = DatasetLayout.of(cfg)
+    root = layout.root
+    click.echo(f"embedded world (synthetic) under {layout.world}; its STAC API and AIS "
                "replay server run on 127.0.0.1 for the duration of the job ...")
     control = RunControl()
     with stop_on_signals(control), run_progress_bar(control):
@@ -45,7 +47,7 @@ def demo(config_path: str | None, out: str | None, window_px: int | None,
     print_run_result(res)
     idx = read_index(root)
     passed = idx.loc[idx["qa_pass"].astype(bool)].head(48)
-    sheet = write_contact_sheet(root / "quicklooks.png",
+    sheet = write_contact_sheet(layout.quicklooks,
                                 [(root / p).with_suffix(".jpg") for p in passed["path"]],
                                 labels=[str(m) for m in passed["mmsi"]])
     n_new = res.chip.n_passed if res.chip else 0
@@ -54,7 +56,7 @@ def demo(config_path: str | None, out: str | None, window_px: int | None,
     if sheet:
         click.echo(f"contact sheet:    {sheet}  (first {len(passed)} passed chips; red box = "
                    "ship position at sensing time)")
-    click.echo(f"chip index:       {root / 'indexes' / 'tiles.parquet'}")
+    click.echo(f"chip index:       {layout.index}")
     click.echo(f"open in Jupyter:  import s2xr.store; s2xr.store.open_chips('{root}')")
     cfg_arg = f" --config {path}" if path else ""
     same_root = path is not None and \

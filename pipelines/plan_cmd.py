@@ -14,6 +14,7 @@ import pandas as pd
 
 from pipelines.options import config_option, resolve_config
 from s2xr import planning
+from s2xr.store.layout import DatasetLayout
 
 
 @click.command("predict-overpasses")
@@ -27,8 +28,8 @@ from s2xr import planning
 @click.option("--days", type=float, default=None,
               help="Horizon in days (default: planning.prediction_days).")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False),
-              help="Schedule CSV to write (default: {storage.root}/plan/"
-                   "overpass_schedule.csv).")
+              help="Schedule CSV to write (default: {storage.root}/"
+                   f"{DatasetLayout(Path()).schedule}).")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
               help="Also draw the windows on a timeline PNG.")
 @click.option("--tle", "tle_path", default=None,

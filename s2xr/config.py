@@ -151,7 +151,7 @@ class AisConfig(_Section):
     flush_rows: int = Field(2000, ge=1, description="rows buffered before a write")
     flush_interval_s: float = Field(30.0, gt=0)
     random_sampling_per_day: int = Field(0, ge=0, description="distinct MMSIs kept per day "
-                                         "in ais_random_sample.parquet (0: off)")
+                                         "in the capture's random sample file (0: off)")
     write_xlsx: bool = False
     schedule_pad_s: float = Field(0.0, ge=0, description="widen schedule windows (s)")
 

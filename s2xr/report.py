@@ -21,7 +21,7 @@ import pandas as pd
 
 from s2xr.splits import leakage_report
 from s2xr.store.index import read_index
-from s2xr.store.layout import atomic_write_text
+from s2xr.store.layout import DatasetLayout, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class QaSummary:
 
 def summarize(root: Path) -> QaSummary:
     idx = read_index(root)
-    rej_path = root / "indexes" / "rejects.parquet"
+    rej_path = DatasetLayout(Path(root)).rejects
     rej = pd.read_parquet(rej_path) if rej_path.exists() else pd.DataFrame(
         columns=["stage", "reason"])
     n = len(idx)
@@ -126,7 +126,7 @@ def write_qa_report(root: str | Path, *, gallery: int = 24) -> Path:
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 6px}figure{margin:0;font-size:10px}"
             "</style></head><body>" + "\n".join(parts) + "</body></html>")
-    path = root / "reports" / "qa_report.html"
+    path = DatasetLayout(Path(root)).qa_report
     atomic_write_text(path, page)
     return path
 

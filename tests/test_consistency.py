@@ -56,3 +56,28 @@ def test_damaged_cube_the_index_relies_on_is_an_error(tmp_path):
     zarr.open_group(str(tmp_path / CUBE_NAME), mode="w", zarr_format=3)
     with pytest.raises(StorageError, match="rebuild"):
         _truncate_cube(tmp_path, {"a"})
+
+
+def _open_as_a_user(root) -> xr.Dataset:
+    """What a user types first: xr.open_zarr on the cube, every warning an error."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return xr.open_zarr(root / CUBE_NAME)
+
+
+def test_the_cube_opens_with_xarray_without_a_warning(tmp_path):
+    """Consolidated metadata, rewritten after every append and repair: xr.open_zarr opens
+    the cube without the "no consolidated metadata" warning and sees its current shape."""
+    append_cube(tmp_path, chips(["a", "b", "c"]))
+    assert list(_open_as_a_user(tmp_path).chip_id.values) == ["a", "b", "c"]
+    append_cube(tmp_path, chips(["d", "e"]))
+    ds = _open_as_a_user(tmp_path)
+    assert ds.sizes["chip"] == 5 and ds.reflectance.shape == (5, 2, 8, 8)
+    assert _truncate_cube(tmp_path, {"a", "b", "c", "d"}) == 1  # trailing row cut
+    assert list(_open_as_a_user(tmp_path).chip_id.values) == ["a", "b", "c", "d"]
+    assert _truncate_cube(tmp_path, {"a", "c", "d"}) == 1  # a row in the middle: rewritten
+    ds = _open_as_a_user(tmp_path)
+    assert list(ds.chip_id.values) == ["a", "c", "d"]
+    np.testing.assert_array_equal(ds.reflectance.values, open_chips(tmp_path).reflectance.values)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from s2xr.ais.storage import POSITION_COLUMNS, SAMPLE_NAME, atomic_parquet, coerce
 from s2xr.ais.tracks import join_static
+from s2xr.store.layout import DatasetLayout
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class DailySampler:
         self._days: dict[str, _Day] = {}
 
     def _path(self, day: str) -> Path:
-        return self.root / "ais" / day / SAMPLE_NAME
+        return DatasetLayout(self.root).ais_day(day) / SAMPLE_NAME
 
     def _day(self, day: str) -> _Day:
         d = self._days.get(day)

@@ -36,7 +36,7 @@ from s2xr.ais.normalize import normalize_points
 from s2xr.ais.schema import AisTable
 from s2xr.ais.tracks import join_static, static_table
 from s2xr.errors import StorageError
-from s2xr.store.layout import atomic_write
+from s2xr.store.layout import DatasetLayout, atomic_write, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,11 @@ POSITION_COLUMNS = ["mmsi", "time", "lat", "lon", "sog", "cog", "heading", "nav_
                     "provider", "source"]
 POSITION_KEY = ["mmsi", "time", "lat", "lon"]
 STATIC_KEY = ["mmsi", "time", "message_type", "part"]
-INDEX_PATH = Path("indexes") / "ais_observations.parquet"
-RAW_NAME = "aisstream_raw.jsonl"
-OUTSIDE_NAME = "ais_outside_tiles.parquet"
-STATIC_NAME = "ais_static.parquet"
-SAMPLE_NAME = "ais_random_sample.parquet"
+INDEX_PATH = DatasetLayout(Path()).ais_observations  # relative to the root
+RAW_NAME = DatasetLayout.AIS_RAW
+OUTSIDE_NAME = DatasetLayout.AIS_OUTSIDE
+STATIC_NAME = DatasetLayout.AIS_STATIC
+SAMPLE_NAME = DatasetLayout.AIS_SAMPLE
 _FLOAT = ("lat", "lon", "sog", "cog", "heading", "to_bow", "to_stern", "to_port",
           "to_starboard", "length", "beam")
 _INT = ("nav_status", "ship_type", "imo")
@@ -68,7 +68,7 @@ def day_dir(root: Path, day: pd.Timestamp | str) -> Path:
     """``root/ais/YYYYMMDD`` for a UTC day."""
     d = pd.Timestamp(day)
     d = d.tz_convert("UTC") if d.tzinfo else d
-    return Path(root) / "ais" / d.strftime("%Y%m%d")
+    return DatasetLayout(Path(root)).ais_day(d)
 
 
 def writable_text(df: pd.DataFrame) -> pd.DataFrame:
@@ -180,7 +180,7 @@ class RawWriter:
         day = received.strftime("%Y%m%d")
         if day != self._day or self._fh is None:
             self.close()
-            path = self.root / "ais" / day / RAW_NAME
+            path = DatasetLayout(self.root).ais_day(day) / RAW_NAME
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(path, "a", encoding="utf-8",  # noqa: SIM115 (kept open)
                             errors="backslashreplace")
@@ -237,7 +237,8 @@ class AisStore:
         df = coerce(df, cols)
         added = 0
         for day, part in df.groupby(df["time"].dt.strftime("%Y%m%d")):
-            added += merge_parquet(self.root / "ais" / day / STATIC_NAME, part, STATIC_KEY,
+            added += merge_parquet(DatasetLayout(self.root).ais_day(day) / STATIC_NAME, part,
+                                   STATIC_KEY,
                                    cols)
         self.static_written += added
         return added
@@ -259,7 +260,8 @@ class AisStore:
         df = coerce(df, POSITION_COLUMNS)
         hits = assign_tiles(df["lat"].to_numpy(), df["lon"].to_numpy(), tiles)
         df["tile_id"] = pd.array([h[0] if h else pd.NA for h in hits], dtype="string")
-        added = merge_parquet(self.index_path, df, POSITION_KEY, POSITION_COLUMNS)
+        with file_lock(self.index_path):  # chip jobs merge their fixes into it too
+            added = merge_parquet(self.index_path, df, POSITION_KEY, POSITION_COLUMNS)
         days = df["time"].dt.strftime("%Y%m%d").to_numpy()
         per_file: dict[tuple[str, str | None], list[int]] = {}
         for i, (day, hs) in enumerate(zip(days, hits, strict=True)):
@@ -268,9 +270,8 @@ class AisStore:
                 per_file.setdefault((day, t), []).append(i)
         for (day, tile), idx in sorted(per_file.items(), key=lambda kv: (kv[0][0],
                                                                           kv[0][1] or "")):
-            name = f"ais_overpass_{tile}.parquet" if tile else OUTSIDE_NAME
-            merge_parquet(self.root / "ais" / day / name, df.iloc[idx], POSITION_KEY,
-                          POSITION_COLUMNS, xlsx=self.xlsx and tile is not None)
+            merge_parquet(DatasetLayout(self.root).ais_overpass(day, tile), df.iloc[idx],
+                          POSITION_KEY, POSITION_COLUMNS, xlsx=self.xlsx and tile is not None)
         self.positions_written += added
         return added
 
@@ -281,9 +282,9 @@ class AisStore:
 
 def overpass_files(root: str | Path, day: str | pd.Timestamp | None = None) -> list[Path]:
     """The per-tile overpass parquet files (of one UTC day, or all)."""
-    base = Path(root) / "ais"
-    pattern = f"{day_dir(Path(root), day).name}/ais_overpass_*.parquet" if day is not None \
-        else "*/ais_overpass_*.parquet"
+    base = DatasetLayout(Path(root)).ais
+    name = DatasetLayout.AIS_OVERPASS.format(tile="*")
+    pattern = f"{day_dir(Path(root), day).name}/{name}" if day is not None else f"*/{name}"
     return sorted(base.glob(pattern))
 
 
@@ -300,7 +301,8 @@ def read_capture(root: str | Path, days: Iterable[str | pd.Timestamp] | None = N
     if days is not None:
         keep = {day_dir(root, d).name for d in days}
         pos = pos.loc[pos["time"].dt.strftime("%Y%m%d").isin(keep)]
-    statics = [pd.read_parquet(p) for p in sorted((root / "ais").glob(f"*/{STATIC_NAME}"))]
+    statics = [pd.read_parquet(p) for p in
+               sorted(DatasetLayout(root).ais.glob(f"*/{STATIC_NAME}"))]
     if statics:
         pos = join_static(pos, static_table(pd.concat(statics, ignore_index=True)))
     provider = str(pos["provider"].iloc[0]) if len(pos) else "aisstream"

@@ -32,7 +32,7 @@ from s2xr.demo.fleet import make_fixes, make_fleet, place_ships, ship_draws
 from s2xr.demo.items import make_collection, make_item
 from s2xr.demo.render import CloudField, Coast, SceneModel, render_scene
 from s2xr.grid import geobox_epsg, tile_geobox
-from s2xr.store.layout import atomic_write_text
+from s2xr.store.layout import DatasetLayout, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def build_world(root: str | Path, cfg: DemoConfig | None = None, *, force: bool 
     cfg = cfg or DemoConfig()
     root = Path(root)
     fp = _fingerprint(cfg)
-    manifest_path = root / "world.json"
+    manifest_path = root / DatasetLayout.WORLD_MANIFEST
     gbox = window_geobox(cfg)
     if manifest_path.is_file() and not force:
         manifest = json.loads(manifest_path.read_text())

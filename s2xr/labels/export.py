@@ -25,6 +25,7 @@ import pandas as pd
 from s2xr.labels.boxes import SHIP_CLASSES
 from s2xr.store.index import read_index
 from s2xr.store.labels import read_labels
+from s2xr.store.layout import DatasetLayout
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _swap_dir(target: Path) -> Iterator[Path]:
 
 def _chip_size(root: Path, index: pd.DataFrame) -> int:
     """Chip edge in pixels (from the cube, else the first chip's JSON sidecar)."""
-    if (root / "chips.zarr" / "zarr.json").exists():
+    if DatasetLayout(root).has_cube:
         from s2xr.store.cube import open_chips
 
         return int(open_chips(root).sizes["x"])
@@ -110,7 +111,7 @@ def export_coco(root: str | Path, out: str | Path | None = None) -> dict[str, Pa
     by_chip = dict(tuple(labels.groupby("chip_id"))) if len(labels) else {}
     cats = [{"id": k + 1, "name": n, "supercategory": "ship"}
             for k, n in enumerate(SHIP_CLASSES)]
-    target = Path(out) if out else root / "exports"
+    target = Path(out) if out else DatasetLayout(root).exports
     paths: dict[str, Path] = {}
     with _swap_dir(target / "coco") as tmp:
         for split, chips in idx.groupby("split"):
@@ -166,7 +167,7 @@ def export_yolo_obb(root: str | Path, out: str | Path | None = None, *,
     labels = read_labels(root)
     size = _chip_size(root, idx) if len(idx) else 256
     by_chip = dict(tuple(labels.groupby("chip_id"))) if len(labels) else {}
-    target = Path(out) if out else root / "exports"
+    target = Path(out) if out else DatasetLayout(root).exports
     final = target / "yolo-obb"
     paths: dict[str, Path] = {}
     with _swap_dir(final) as tmp:

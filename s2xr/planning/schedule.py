@@ -39,7 +39,7 @@ from s2xr.planning.tle import (
     select_tles,
     warn_tle_age,
 )
-from s2xr.store.layout import atomic_write_text
+from s2xr.store.layout import DatasetLayout, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ SCHEDULE_COLUMNS = ("tile_id", "satellite", "start_time_utc", "end_time_utc", "s
                     "centre_time_utc", "relative_orbit", "cross_track_km", "coverage",
                     "plan_id")
 TIME_COLUMNS = ("start_time_utc", "end_time_utc", "centre_time_utc")
-SCHEDULE_FILE = Path("plan") / "overpass_schedule.csv"
+SCHEDULE_FILE = DatasetLayout(Path()).schedule  # relative to the root
 
 
 def parse_tiles(tiles: str | Iterable[str]) -> list[str]:
