@@ -118,7 +118,8 @@ def _chip_labels(chips: pd.DataFrame, ships: pd.DataFrame, epsg: int, size: int,
                 (dims[:, 0] + dims[:, 1] > 0) & (dims[:, 2] + dims[:, 3] > 0))
     gh = grid_heading(lon, lat, ships["heading_deg"].to_numpy(float), epsg)
     is_box = has_dims & np.isfinite(gh)
-    flag = np.where(is_box, None, np.where(~has_dims, "no_static_dimensions", "no_heading"))
+    flag = np.where(is_box, np.array(None, dtype=object),
+                    np.where(~has_dims, "no_static_dimensions", "no_heading"))
     d = np.where(is_box[:, None], dims, 0.0)
     cx, cy, corners = box_corners(x, y, np.where(is_box, gh, 0.0), *d.T)
     polys = shapely.polygons(corners)

@@ -115,7 +115,8 @@ def export_coco(root: str | Path, out: str | Path | None = None) -> dict[str, Pa
     paths: dict[str, Path] = {}
     with _swap_dir(target / "coco") as tmp:
         for split, chips in idx.groupby("split"):
-            images, anns = [], []
+            images: list[dict[str, Any]] = []
+            anns: list[dict[str, Any]] = []
             for img_id, ch in enumerate(chips.itertuples(), start=1):
                 side = json.loads((root / ch.path).with_suffix(".json").read_text()) \
                     if (root / ch.path).with_suffix(".json").is_file() else {}

@@ -107,7 +107,7 @@ def _truncate_cube(root: Path, keep: set[str]) -> int:
         # the arrays' own metadata: consolidated metadata is stale after a crash mid-append
         group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
         arrays = _chip_arrays(group)
-        ids = np.asarray(group["chip_id"][:], dtype=object)
+        ids = np.asarray(arrays["chip_id"][:], dtype=object)
     except (KeyError, ValueError, OSError) as exc:
         if keep:
             raise StorageError(f"chip cube {path} is damaged ({exc}) but the index names "

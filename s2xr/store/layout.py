@@ -128,7 +128,10 @@ def file_lock(path: Path) -> Iterator[Path]:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8, newlines as given) to ``path`` via a temp file and a rename."""
-    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8", newline=""))
+    def write(p: Path) -> None:
+        p.write_text(text, encoding="utf-8", newline="")
+
+    atomic_write(path, write)
 
 
 @dataclass(frozen=True)
