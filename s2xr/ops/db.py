@@ -1,4 +1,8 @@
-"""The SQLite ops database: runs, AIS observations and chip jobs, with versioned migrations.
+"""The SQLite ops database: runs, chip jobs and capture windows, with versioned migrations.
+
+(Its ``ais_observations`` table is only read for datasets written before the AIS
+observations moved to ``indexes/ais_observations.parquet``; see
+:mod:`s2xr.ops.observations`.)
 
 WAL mode, one connection per call site, every write in a transaction. Times are ISO 8601
 UTC strings. The schema version lives in ``PRAGMA user_version``; :data:`MIGRATIONS` is an
