@@ -94,7 +94,12 @@ def _take_parts(block: np.ndarray, where: np.ndarray, bands: np.ndarray) -> list
     """Copy chip parts out of one stack block: ``where`` rows (t, y0, y1, x0, x1) in block
     coordinates; ``bands`` the block-local band indices wanted."""
     block = np.asarray(block)
-    return [np.array(block[t, bands, y0:y1, x0:x1], dtype=np.float32, copy=True)
+    b0 = int(bands[0])
+    if np.array_equal(bands, np.arange(b0, b0 + len(bands))):  # a slice: one copy
+        sel: slice | np.ndarray = slice(b0, b0 + len(bands))
+        return [block[t, sel, y0:y1, x0:x1].astype(np.float32, copy=True)
+                for t, y0, y1, x0, x1 in where]
+    return [np.asarray(block[t, bands, y0:y1, x0:x1], dtype=np.float32)  # fancy: a copy
             for t, y0, y1, x0, x1 in where]
 
 
@@ -102,26 +107,46 @@ def _assemble(m: int, nb: int, size: int, places: list[tuple[np.ndarray, np.ndar
               *parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chip batch from parts → (reflectance (m, nb, size, size) float32, scl uint8,
     read_error bool). ``places[i]``: rows (chip, oy, ox) for part list i and the output band
-    of each of its bands (nb = SCL)."""
-    refl = np.full((m, nb, size, size), np.nan, np.float32)
-    sclf = np.zeros((m, size, size), np.float32)
+    of each of its bands (nb = SCL). Pixels no part covers are NaN / SCL 0."""
+    refl = np.empty((m, nb, size, size), np.float32)
+    scl = np.zeros((m, size, size), np.uint8)
+    err = np.zeros(m, bool)
+    covered = np.zeros(m, np.int64)  # pixels of each chip the parts cover (parts are disjoint)
     for (where, out_bands), plist in zip(places, parts, strict=True):
-        is_scl = out_bands == nb
-        rb = out_bands[~is_scl]
+        # a part's bands come in output order, so SCL (output band nb) is its last band
+        has_scl = bool(out_bands[-1] == nb)
+        rb = out_bands[:-1] if has_scl else out_bands
         contiguous = len(rb) > 0 and np.array_equal(rb, np.arange(rb[0], rb[0] + len(rb)))
         for (k, oy, ox), part in zip(where, plist, strict=True):
             h, w = part.shape[1:]
             if contiguous:
-                refl[k, rb[0]:rb[0] + len(rb), oy:oy + h, ox:ox + w] = part[~is_scl]
+                refl[k, rb[0]:rb[0] + len(rb), oy:oy + h, ox:ox + w] = part[:len(rb)]
             elif len(rb):
-                refl[k, rb, oy:oy + h, ox:ox + w] = part[~is_scl]
-            if is_scl.any():
-                sclf[k, oy:oy + h, ox:ox + w] = part[np.argmax(is_scl)]
-    err = (sclf == READ_ERROR_CLASS).any(axis=(1, 2))
+                refl[k, rb, oy:oy + h, ox:ox + w] = part[:len(rb)]
+            if has_scl:
+                classes = part[len(rb)]
+                np.copyto(scl[k, oy:oy + h, ox:ox + w], classes, casting="unsafe",
+                          where=classes == classes)  # NaN (masked) stays 0 = nodata
+                err[k] |= bool((classes == READ_ERROR_CLASS).any())
+                covered[k] += h * w
+    for k in np.flatnonzero(covered < size * size):  # partly off the stack: NaN around
+        _fill_uncovered(refl[k], scl[k], places, parts, k)
     refl[err] = np.nan
-    sclf[err] = 0
-    scl = np.nan_to_num(sclf, nan=0.0).astype(np.uint8)
+    scl[err] = 0
     return refl, scl, err
+
+
+def _fill_uncovered(refl: np.ndarray, scl: np.ndarray,
+                    places: list[tuple[np.ndarray, np.ndarray]], parts: tuple[Any, ...],
+                    k: int) -> None:
+    """NaN the reflectance of chip ``k`` wherever no part covers it."""
+    mask = np.ones(scl.shape, bool)
+    for (where, _), plist in zip(places, parts, strict=True):
+        for (kk, oy, ox), part in zip(where, plist, strict=True):
+            if kk == k:
+                mask[oy:oy + part.shape[1], ox:ox + part.shape[2]] = False
+    refl[:, mask] = np.nan
+    scl[mask] = 0
 
 
 def _spans(bounds: np.ndarray, lo: int, hi: int) -> range:
