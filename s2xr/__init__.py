@@ -39,8 +39,10 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 if TYPE_CHECKING:
     from s2xr.ais import position_at, read_ais_table
+    from s2xr.ais.targets import position_targets
     from s2xr.chips import ChipPlan, cut_chips, plan_chips
     from s2xr.config import ChipSpec, Config, GateConfig, StacConfig, StorageConfig, load_config
+    from s2xr.demo import StacApiServer, build_world
     from s2xr.errors import S2xrError
     from s2xr.gate import gate_chips
     from s2xr.grid import tile_geobox, tiles_at
@@ -81,6 +83,11 @@ _LAZY: dict[str, str] = {
     # the dataset
     "write_chips": "s2xr.store",
     "open_chips": "s2xr.store",
+    # ships at sensing time
+    "position_targets": "s2xr.ais.targets",
+    # the embedded offline world (synthetic, labelled so) and its STAC API
+    "build_world": "s2xr.demo",
+    "StacApiServer": "s2xr.demo",
 }
 
 __all__ = [
@@ -89,9 +96,11 @@ __all__ = [
     "Config",
     "GateConfig",
     "S2xrError",
+    "StacApiServer",
     "StacConfig",
     "StorageConfig",
     "attach_ship_mask",
+    "build_world",
     "candidate_targets",
     "cut_chips",
     "gate_chips",
@@ -101,6 +110,7 @@ __all__ = [
     "open_chips",
     "plan_chips",
     "position_at",
+    "position_targets",
     "predict_overpasses",
     "read_ais_table",
     "search_scenes",

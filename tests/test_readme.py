@@ -46,7 +46,7 @@ def test_the_example_runs_and_plots_north_up(world, tmp_path, monkeypatch):
     assert bool(chips.qa_pass.values[k])
     ax = plt.gcf().axes[0]
     im = ax.images[0]
-    left, right, bottom, top = im.get_extent()
+    _, _, bottom, top = im.get_extent()
     row0_y, last_y = (top, bottom) if im.origin == "upper" else (bottom, top)
     assert (row0_y < last_y) == ax.yaxis_inverted(), "the chip's row 0 (north) must be on top"
     shown = np.asarray(im.get_array())

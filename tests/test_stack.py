@@ -89,7 +89,7 @@ def test_scene_assets_is_built_once_and_names_missing_bands(items):
     assert stack_by_epsg(assets)  # a SceneAssets is stacked as is
     with pytest.raises(SceneError, match="missing band"):
         stack_by_epsg(items, ["rededge1"])
-    with pytest.raises(SceneError, match="stac.engine"):
+    with pytest.raises(SceneError, match=r"stac\.engine"):
         stack_by_epsg(items, ["red"], engine="gdal")
 
 
