@@ -130,7 +130,7 @@ def _assemble(m: int, nb: int, size: int, places: list[tuple[np.ndarray, np.ndar
                 err[k] |= bool((classes == READ_ERROR_CLASS).any())
                 covered[k] += h * w
     for k in np.flatnonzero(covered < size * size):  # partly off the stack: NaN around
-        _fill_uncovered(refl[k], scl[k], places, parts, k)
+        _fill_uncovered(refl[k], scl[k], places, parts, int(k))
     refl[err] = np.nan
     scl[err] = 0
     return refl, scl, err
@@ -256,7 +256,8 @@ def cut_chips(stack: xr.DataArray | Mapping[int, xr.DataArray], plan: pd.DataFra
     are ``spec.batch_size`` (shorter where the plan changes stack).
     """
     size, res = plan_geometry(plan)
-    stacks = dict(stack) if isinstance(stack, Mapping) else {None: stack}
+    stacks: dict[int | None, xr.DataArray] = (
+        {int(k): v for k, v in stack.items()} if isinstance(stack, Mapping) else {None: stack})
     first = next(iter(stacks.values()))
     bands = tuple(spec.all_bands) if spec is not None else tuple(
         str(b) for b in first["band"].to_numpy() if str(b) != CLASS_BAND)

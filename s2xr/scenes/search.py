@@ -186,6 +186,8 @@ class StaticItemSource(MemoryItemSource):
             import pystac
 
             cat = pystac.read_file(str(p))
+            if not isinstance(cat, pystac.Catalog):  # a Collection is a Catalog too
+                raise StacError(f"stac.catalog {p}: not a STAC Catalog or Collection")
             items = [it.to_dict(transform_hrefs=True) for it in cat.get_items(recursive=True)]
         else:
             raise StacError(f"stac.catalog {p}: expected a Catalog, Collection or "
