@@ -46,7 +46,7 @@ def demo(config_path: str | None, out: str | None, window_px: int | None,
     click.echo("STAC API stopped.")
     print_run_result(res)
     idx = read_index(root)
-    passed = idx.loc[idx["qa_pass"].astype(bool)].head(48)
+    passed = idx.loc[idx["qa_pass"].astype(bool) & idx["path"].notna()].head(48)
     sheet = write_contact_sheet(layout.quicklooks,
                                 [(root / p).with_suffix(".jpg") for p in passed["path"]],
                                 labels=[str(m) for m in passed["mmsi"]])

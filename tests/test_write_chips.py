@@ -266,8 +266,6 @@ def test_rewriting_the_same_chips_keeps_the_index_and_the_files(written_twice):
     pd.testing.assert_frame_equal(read_index(root), idx)
 
 
-@pytest.mark.xfail(strict=True, reason="write_chips appends chips already in the cube again "
-                   "(duplicate chip_ids); only pipelines/chip_job.py skips indexed chips")
 def test_rewriting_the_same_chips_adds_no_cube_rows(written_twice):
     ids = [str(c) for c in open_cube(written_twice[0])["chip_id"].values]
     assert len(ids) == len(set(ids)) == 3
@@ -316,6 +314,10 @@ def test_each_storage_switch_changes_what_is_written(tmp_path, switch):
     expect = {stem(tmp_path, row).relative_to(tmp_path).with_suffix(s)
               for _, row in plan.loc[plan["mmsi"].isin(PASSED)].iterrows() for s in suffixes}
     assert files == expect
+    # the index names each passed chip's GeoTIFF, and no GeoTIFF that was not written
+    paths = read_index(tmp_path)["path"].dropna()
+    assert len(paths) == (0 if switch == "write_geotiff" else 3)
+    assert all((tmp_path / p).is_file() for p in paths)
     assert (tmp_path / "chips.zarr").exists() is (switch != "write_zarr")
     if switch != "write_zarr":
         assert open_cube(tmp_path).sizes["chip"] == 3

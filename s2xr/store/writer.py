@@ -28,7 +28,7 @@ from pyproj import Transformer
 
 from s2xr.config import GateConfig, StorageConfig
 from s2xr.gate import explain_gate
-from s2xr.store.cube import append_cube
+from s2xr.store.cube import append_cube, cube_chip_ids
 from s2xr.store.files import write_chip_geotiff, write_json, write_quicklook
 from s2xr.store.index import INDEX_COLUMNS, merge_index
 from s2xr.store.labels import label_records, merge_labels
@@ -90,7 +90,8 @@ def _provenance(row: pd.Series, item_meta: dict[str, Any], bands: list[str]) -> 
 
 
 def _index_rows(block: xr.Dataset, plan: pd.DataFrame, root: Path, bands: list[str],
-                size_m: float, n_ships: pd.Series | None = None) -> gpd.GeoDataFrame:
+                size_m: float, n_ships: pd.Series | None = None, *,
+                with_geotiff: bool = True) -> gpd.GeoDataFrame:
     p = plan.reset_index(drop=True)
     geoms = [_footprint(x, y, size_m, e) for x, y, e in
              zip(p["x_left"], p["y_top"], p["epsg"], strict=True)]
@@ -100,7 +101,9 @@ def _index_rows(block: xr.Dataset, plan: pd.DataFrame, root: Path, bands: list[s
     paths = []
     for row, ok in zip(p.itertuples(), qa["qa_pass"], strict=True):
         stem = chip_stem(root, row.split, row.mmsi, row.scene_datetime, row.chip_id)
-        paths.append(str(stem.with_suffix(".tif").relative_to(root)) if ok else None)
+        # the chip's GeoTIFF; none for rejected chips or with storage.write_geotiff off
+        paths.append(str(stem.with_suffix(".tif").relative_to(root))
+                     if ok and with_geotiff else None)
     overpass = p["overpass_time"] if "overpass_time" in p else p["scene_datetime"]
     df = pd.DataFrame({
         "chip_id": p["chip_id"], "path": paths, "mmsi": p["mmsi"].astype("int64"),
@@ -239,6 +242,8 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     index = None
     pending: list[gpd.GeoDataFrame] = []
     n_ships = labels.groupby("chip_id").size() if labels is not None else None
+    # chips already in the cube are not appended again (re-runs are idempotent)
+    in_cube = set(map(str, cube_chip_ids(root))) if cfg.write_zarr else set()
 
     def flush() -> gpd.GeoDataFrame | None:
         release_free_memory()
@@ -276,8 +281,15 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
             passed = block["qa_pass"].values
             n_pass += int(passed.sum())
             if cfg.write_zarr:
-                append_cube(root, block.isel(chip=np.flatnonzero(passed)))
-            pending.append(_index_rows(block, sub, root, bands, size_m, n_ships))
+                ids = block["chip_id"].values.astype(str)
+                new = passed & ~np.isin(ids, list(in_cube))
+                if (passed & ~new).any():
+                    log.info("%d chip(s) already in the cube: not appended again",
+                             int((passed & ~new).sum()))
+                append_cube(root, block.isel(chip=np.flatnonzero(new)))
+                in_cube.update(ids[new])
+            pending.append(_index_rows(block, sub, root, bands, size_m, n_ships,
+                                       with_geotiff=cfg.write_geotiff))
             del block
             if sum(len(p) for p in pending) >= index_every:
                 index = flush()
