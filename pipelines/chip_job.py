@@ -31,7 +31,6 @@ from s2xr.ops.observations import ObservationStore
 from s2xr.scenes import (
     ItemSource,
     candidate_targets,
-    items_table,
     scene_assets,
     search_scenes,
     stack_by_epsg,
@@ -183,7 +182,8 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     usable, bad_items = split_usable_items(search.items, (*bands, "scl"))
     del search  # its groups hold every point's row label
     rej.append(bad_items)
-    items_df = items_table(usable, bands=(*bands, "scl"))
+    assets = scene_assets(usable, bands)  # items normalised, described, checked once
+    items_df = assets.table.reset_index(drop=True)
     targets, unmatched = candidate_targets(points, items_df, cfg.stac.window_hours)
     rej.append(unmatched.assign(stage="search", item_id=None))
     release_free_memory()
@@ -212,12 +212,11 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     plan = limit_plan(plan, existing_index, max_chips=max_chips,
                       one_chip_per_ship=one_chip_per_ship)
     plan["split"] = assign_splits(plan, cfg.splits).to_numpy() if len(plan) else []
-    used = [it for it in usable if it["id"] in set(plan["item_id"])]
+    used = assets.subset(plan["item_id"].unique())
     n_chips = n_passed = 0
     sched_label = ""
     if len(plan):
-        assets = scene_assets(used, bands)  # items normalised and checked once
-        stacks = stack_by_epsg(assets, resolution=cfg.chip.resolution,
+        stacks = stack_by_epsg(used, resolution=cfg.chip.resolution,
                                resampling=cfg.chip.resampling, engine=cfg.stac.engine)
         chips = cut_chips(stacks, plan, cfg.chip)
         release_free_memory()  # positioning's and planning's freed memory
@@ -239,8 +238,8 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
                     progress(done[0], total)
 
             summary = write_chips(gated, plan, cfg.storage, cfg.gate,
-                                  item_meta={i: assets.provenance(i, cfg.chip.resampling)
-                                             for i in assets.table.index},
+                                  item_meta={i: used.provenance(i, cfg.chip.resampling)
+                                             for i in used.table.index},
                                   block_size=cfg.storage.block_size, progress=tick,
                                   labels=labels, should_stop=should_stop)
         n_chips, n_passed = summary.n_chips, summary.n_passed
@@ -254,7 +253,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     write_rejects(root, rejects, parse_mmsi=parse_mmsi)
     index_rows = len(read_index(root))
     return ChipJobResult(
-        root=root, n_points=n_points, n_items=len(used), n_searches=n_searches,
+        root=root, n_points=n_points, n_items=len(used.items), n_searches=n_searches,
         n_planned=n_planned, n_skipped_existing=n_skip, n_chips=n_chips, n_passed=n_passed,
         rejects=rejects, scheduler=sched_label, index_rows=index_rows, n_deferred=n_deferred,
         outputs={"index": layout.index, "cube": layout.cube, "chips": layout.chips,

@@ -29,8 +29,17 @@ def _epsg_from_code(code: Any) -> int | None:
     return None
 
 
+def _is_normalized(item: dict[str, Any]) -> bool:
+    assets = item.get("assets", {}).values()
+    return "proj:epsg" in item.get("properties", {}) and all(
+        "proj:epsg" in a for a in assets if "proj:code" in a)
+
+
 def normalize_item(item: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy with ``proj:epsg`` set (from ``proj:code``) on the item and each asset."""
+    """A deep copy with ``proj:epsg`` set (from ``proj:code``) on the item and each asset;
+    an item that already has them is returned as is (not copied)."""
+    if _is_normalized(item):
+        return item
     out = copy.deepcopy(item)
     props = out.setdefault("properties", {})
     epsg = props.get("proj:epsg") or _epsg_from_code(props.get("proj:code"))
