@@ -20,6 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy s2xr
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
