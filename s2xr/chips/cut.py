@@ -90,63 +90,64 @@ def _time_index(stack: xr.DataArray, plan: pd.DataFrame) -> np.ndarray:
     return idx.to_numpy(np.int64)
 
 
-def _take_parts(block: np.ndarray, where: np.ndarray, bands: np.ndarray) -> list[np.ndarray]:
-    """Copy chip parts out of one stack block: ``where`` rows (t, y0, y1, x0, x1) in block
-    coordinates; ``bands`` the block-local band indices wanted."""
-    block = np.asarray(block)
-    b0 = int(bands[0])
-    if np.array_equal(bands, np.arange(b0, b0 + len(bands))):  # a slice: one copy
-        sel: slice | np.ndarray = slice(b0, b0 + len(bands))
-        return [block[t, sel, y0:y1, x0:x1].astype(np.float32, copy=True)
-                for t, y0, y1, x0, x1 in where]
-    return [np.asarray(block[t, bands, y0:y1, x0:x1], dtype=np.float32)  # fancy: a copy
-            for t, y0, y1, x0, x1 in where]
+PIN_BYTES = 256 * 2**20
+"""Stack blocks one chip batch may hold at once: a batch ends early rather than exceed it."""
 
 
-def _assemble(m: int, nb: int, size: int, places: list[tuple[np.ndarray, np.ndarray]],
-              *parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Chip batch from parts → (reflectance (m, nb, size, size) float32, scl uint8,
-    read_error bool). ``places[i]``: rows (chip, oy, ox) for part list i and the output band
-    of each of its bands (nb = SCL). Pixels no part covers are NaN / SCL 0."""
+@dataclass(frozen=True)
+class _Place:
+    """Where one stack block's pixels go in a batch: rows (chip, t, y0, y1, x0, x1, oy, ox)
+    in block/chip coordinates, the block-local bands to take and their output bands
+    (``nb`` = SCL, always last)."""
+
+    rows: np.ndarray
+    bands: np.ndarray
+    out_bands: np.ndarray
+
+
+def _assemble(m: int, nb: int, size: int, places: list[_Place], *blocks: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chip batch copied straight out of its stack blocks → (reflectance (m, nb, size,
+    size) float32, scl uint8, read_error bool). Pixels no block covers are NaN / SCL 0."""
     refl = np.empty((m, nb, size, size), np.float32)
     scl = np.zeros((m, size, size), np.uint8)
     err = np.zeros(m, bool)
-    covered = np.zeros(m, np.int64)  # pixels of each chip the parts cover (parts are disjoint)
-    for (where, out_bands), plist in zip(places, parts, strict=True):
-        # a part's bands come in output order, so SCL (output band nb) is its last band
-        has_scl = bool(out_bands[-1] == nb)
-        rb = out_bands[:-1] if has_scl else out_bands
-        contiguous = len(rb) > 0 and np.array_equal(rb, np.arange(rb[0], rb[0] + len(rb)))
-        for (k, oy, ox), part in zip(where, plist, strict=True):
-            h, w = part.shape[1:]
-            if contiguous:
-                refl[k, rb[0]:rb[0] + len(rb), oy:oy + h, ox:ox + w] = part[:len(rb)]
-            elif len(rb):
-                refl[k, rb, oy:oy + h, ox:ox + w] = part[:len(rb)]
+    covered = np.zeros((m, size, size), bool) if m else None
+    full = np.zeros(m, np.int64)
+    for place, block in zip(places, blocks, strict=True):
+        block = np.asarray(block)
+        has_scl = bool(place.out_bands[-1] == nb)
+        rb = place.out_bands[:-1] if has_scl else place.out_bands
+        src_b = place.bands[:-1] if has_scl else place.bands
+        b0, n = (int(src_b[0]), len(src_b)) if len(src_b) else (0, 0)
+        src_slice = np.array_equal(src_b, np.arange(b0, b0 + n))
+        out_slice = n > 0 and np.array_equal(rb, np.arange(rb[0], rb[0] + n))
+        for k, t, y0, y1, x0, x1, oy, ox in place.rows:
+            h, w = y1 - y0, x1 - x0
+            if n:
+                src = (block[t, b0:b0 + n, y0:y1, x0:x1] if src_slice
+                       else block[t, src_b, y0:y1, x0:x1])
+                if out_slice:
+                    refl[k, rb[0]:rb[0] + n, oy:oy + h, ox:ox + w] = src
+                else:
+                    refl[k, rb, oy:oy + h, ox:ox + w] = src
             if has_scl:
-                classes = part[len(rb)]
+                classes = block[t, int(place.bands[-1]), y0:y1, x0:x1]
                 np.copyto(scl[k, oy:oy + h, ox:ox + w], classes, casting="unsafe",
                           where=classes == classes)  # NaN (masked) stays 0 = nodata
                 err[k] |= bool((classes == READ_ERROR_CLASS).any())
-                covered[k] += h * w
-    for k in np.flatnonzero(covered < size * size):  # partly off the stack: NaN around
-        _fill_uncovered(refl[k], scl[k], places, parts, int(k))
+                if h * w < size * size:
+                    covered[k, oy:oy + h, ox:ox + w] = True  # type: ignore[index]
+                else:
+                    full[k] = 1
+    for k in range(m):  # chips partly off the stack: NaN / SCL 0 where no block covers them
+        if not full[k]:
+            hole = ~covered[k]  # type: ignore[index]
+            refl[k][:, hole] = np.nan
+            scl[k][hole] = 0
     refl[err] = np.nan
     scl[err] = 0
     return refl, scl, err
-
-
-def _fill_uncovered(refl: np.ndarray, scl: np.ndarray,
-                    places: list[tuple[np.ndarray, np.ndarray]], parts: tuple[Any, ...],
-                    k: int) -> None:
-    """NaN the reflectance of chip ``k`` wherever no part covers it."""
-    mask = np.ones(scl.shape, bool)
-    for (where, _), plist in zip(places, parts, strict=True):
-        for (kk, oy, ox), part in zip(where, plist, strict=True):
-            if kk == k:
-                mask[oy:oy + part.shape[1], ox:ox + part.shape[2]] = False
-    refl[:, mask] = np.nan
-    scl[mask] = 0
 
 
 def _spans(bounds: np.ndarray, lo: int, hi: int) -> range:
@@ -155,44 +156,56 @@ def _spans(bounds: np.ndarray, lo: int, hi: int) -> range:
                  int(np.searchsorted(bounds, hi - 1, "right")))
 
 
-def _batch(blocks: np.ndarray, chunks: tuple[tuple[int, ...], ...], band_pos: np.ndarray,
-           nb: int, size: int, t: np.ndarray, r0: np.ndarray, c0: np.ndarray,
-           grid: StackGrid) -> Any:
-    """The delayed ``_assemble`` of one chip batch (chips ``t, r0, c0`` in stack pixels)
-    from the stack's ``blocks`` (its Dask array's ``to_delayed()``)."""
-    tb, bb, yb, xb = (np.cumsum((0, *c)) for c in chunks)
-    parts: dict[tuple[int, int, int], list[tuple[int, ...]]] = {}
+def _chip_blocks(chunks: tuple[tuple[int, ...], ...], size: int, grid: StackGrid,
+                 t: np.ndarray, r0: np.ndarray, c0: np.ndarray
+                 ) -> list[list[tuple[tuple[int, int, int], tuple[int, ...]]]]:
+    """For every chip: the (time, y, x) stack blocks it touches and the row of each
+    (t_local, y0, y1, x0, x1, oy, ox) saying which pixels it takes from that block."""
+    tb, _, yb, xb = (np.cumsum((0, *c)) for c in chunks)
+    out = []
     for k in range(len(t)):
+        rows: list[tuple[tuple[int, int, int], tuple[int, ...]]] = []
         ya, yz = max(int(r0[k]), 0), min(int(r0[k]) + size, grid.height)
         xa, xz = max(int(c0[k]), 0), min(int(c0[k]) + size, grid.width)
-        if ya >= yz or xa >= xz:
-            continue  # wholly off the stack: stays NaN / SCL 0
-        ti = int(np.searchsorted(tb, t[k], "right")) - 1
-        for yi in _spans(yb, ya, yz):
-            for xi in _spans(xb, xa, xz):
-                y0, y1 = max(ya, yb[yi]), min(yz, yb[yi + 1])
-                x0, x1 = max(xa, xb[xi]), min(xz, xb[xi + 1])
-                parts.setdefault((ti, yi, xi), []).append(
-                    (k, int(t[k] - tb[ti]), y0 - yb[yi], y1 - yb[yi], x0 - xb[xi],
-                     x1 - xb[xi], y0 - int(r0[k]), x0 - int(c0[k])))
-    places, taken = [], []
-    for (ti, yi, xi), rows in parts.items():
-        spec = np.array(rows, dtype=np.int64)
+        if ya < yz and xa < xz:  # else wholly off the stack: stays NaN / SCL 0
+            ti = int(np.searchsorted(tb, t[k], "right")) - 1
+            for yi in _spans(yb, ya, yz):
+                for xi in _spans(xb, xa, xz):
+                    y0, y1 = max(ya, yb[yi]), min(yz, yb[yi + 1])
+                    x0, x1 = max(xa, xb[xi]), min(xz, xb[xi + 1])
+                    rows.append(((ti, yi, xi), (int(t[k] - tb[ti]), y0 - yb[yi], y1 - yb[yi],
+                                                x0 - xb[xi], x1 - xb[xi], y0 - int(r0[k]),
+                                                x0 - int(c0[k]))))
+        out.append(rows)
+    return out
+
+
+def _batch(blocks: np.ndarray, bb: np.ndarray, band_pos: np.ndarray, nb: int, size: int,
+           chips: list[list[tuple[tuple[int, int, int], tuple[int, ...]]]]) -> Any:
+    """The delayed ``_assemble`` of one chip batch, depending on just the stack blocks its
+    chips touch (``blocks``: the stack's Dask array ``to_delayed()``; ``bb``: band edges)."""
+    per_block: dict[tuple[int, int, int], list[tuple[int, ...]]] = {}
+    for k, rows in enumerate(chips):
+        for where, row in rows:
+            per_block.setdefault(where, []).append((k, *row))
+    places, deps = [], []
+    for (ti, yi, xi), block_rows in per_block.items():
+        spec = np.array(block_rows, dtype=np.int64)
         for bi in range(len(bb) - 1):
             in_block = (band_pos >= bb[bi]) & (band_pos < bb[bi + 1])
-            if not in_block.any():
-                continue
-            taken.append(dask.delayed(_take_parts, pure=True)(
-                blocks[ti, bi, yi, xi], spec[:, 1:6], band_pos[in_block] - bb[bi]))
-            out_bands = np.flatnonzero(in_block)
-            places.append((spec[:, [0, 6, 7]],
-                           np.where(out_bands == len(band_pos) - 1, nb, out_bands)))
-    return dask.delayed(_assemble, pure=True, nout=3)(len(t), nb, size, places, *taken)
+            if in_block.any():
+                out_bands = np.flatnonzero(in_block)
+                places.append(_Place(spec, band_pos[in_block] - bb[bi],
+                                     np.where(out_bands == len(band_pos) - 1, nb, out_bands)))
+                deps.append(blocks[ti, bi, yi, xi])
+    return dask.delayed(_assemble, pure=False, nout=3)(len(chips), nb, size, places, *deps)
 
 
 def _cut_batches(stack: xr.DataArray, plan: pd.DataFrame, bands: Sequence[str], size: int,
                  res: float, batch_size: int) -> list[tuple[Any, int]]:
-    """Delayed chip batches of the ``plan`` rows cut from one stack, with their lengths."""
+    """Delayed chip batches of the ``plan`` rows cut from one stack, with their lengths:
+    ``batch_size`` chips, fewer where the stack blocks they hold would exceed
+    :data:`PIN_BYTES`."""
     grid = stack_grid(stack)
     if abs(grid.res - res) > 1e-6 * res:
         raise SceneError(f"the stack's pixel is {grid.res} m but the plan's chips are {res} m; "
@@ -207,10 +220,25 @@ def _cut_batches(stack: xr.DataArray, plan: pd.DataFrame, bands: Sequence[str], 
         arr = da.from_array(np.asarray(arr), chunks=(1, -1, 1024, 1024))
     t = _time_index(stack, plan)
     r0, c0 = grid.window(plan["x_left"].to_numpy(float), plan["y_top"].to_numpy(float))
+    per_chip = _chip_blocks(arr.chunks, size, grid, t, r0, c0)
+    block_bytes = (max(arr.chunks[0]) * arr.shape[1] * max(arr.chunks[2]) *
+                   max(arr.chunks[3]) * arr.dtype.itemsize)
     blocks = arr.to_delayed()
-    return [(_batch(blocks, arr.chunks, band_pos, len(bands), size, t[s:s + batch_size],
-                    r0[s:s + batch_size], c0[s:s + batch_size], grid),
-             len(t[s:s + batch_size])) for s in range(0, len(plan), batch_size)]
+    bb = np.cumsum((0, *arr.chunks[1]))
+    out: list[tuple[Any, int]] = []
+    batch: list[Any] = []
+    held: set[tuple[int, int, int]] = set()
+    for rows in per_chip:
+        touched = {where for where, _ in rows}
+        if batch and (len(batch) == batch_size or
+                      len(held | touched) * block_bytes > PIN_BYTES):
+            out.append((_batch(blocks, bb, band_pos, len(bands), size, batch), len(batch)))
+            batch, held = [], set()
+        batch.append(rows)
+        held |= touched
+    if batch:
+        out.append((_batch(blocks, bb, band_pos, len(bands), size, batch), len(batch)))
+    return out
 
 
 def _as_reflectance(stack: xr.DataArray) -> xr.DataArray:
