@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pandas as pd
 from s2xr.labels.boxes import SHIP_CLASSES
 from s2xr.store.index import read_index
 from s2xr.store.labels import read_labels
-from s2xr.store.layout import DatasetLayout
+from s2xr.store.layout import DatasetLayout, temp_beside
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +33,7 @@ log = logging.getLogger(__name__)
 def _swap_dir(target: Path) -> Iterator[Path]:
     """Yield a temp dir beside ``target``; on success it replaces ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the export is for others to read
+    tmp = temp_beside(target, directory=True)  # not mkdtemp's 0700: for others to read
     try:
         yield tmp
     except BaseException:

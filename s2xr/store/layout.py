@@ -41,6 +41,7 @@ import contextlib
 import fcntl
 import os
 import re
+import secrets
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -95,12 +96,30 @@ def ensure_writable(root: Path) -> None:
                            "choose another --out / storage.root") from exc
 
 
+def temp_beside(path: Path, *, directory: bool = False) -> Path:
+    """Create an empty ``.{name}.XXXXXXXX.tmp`` file (or directory) beside ``path`` with the
+    mode a new file (directory) gets: 0666 (0777) less the process umask, so 0644 (0755)
+    under the usual 022. The kernel applies the umask; it is never read or set here (setting
+    it races with other threads). ``tempfile.mkstemp``/``mkdtemp`` make private 0600/0700
+    ones, which nobody else could read once renamed into place."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            if directory:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temp name beside {path}")
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` for a temp file beside ``path``, then rename it into place."""
+    """Call ``write(tmp)`` for a temp file beside ``path``, then rename it into place. The
+    file gets the mode any new file gets (0666 less the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_beside(path)
     try:
         write(tmp)
         tmp.replace(path)

@@ -1,0 +1,93 @@
+"""The papercuts a new user met (issue 14, item 5), one test (or a few) each: output file
+modes, bad input refused before expensive work, `s2xr chip` with nothing written,
+`qa-report --out FILE.html`, publish-stac's log, doctor's output, the demo's chip counts,
+and environment.yml against pyproject."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pipelines.cli import main
+from s2xr.store.files import write_contact_sheet
+from s2xr.store.index import read_index
+from s2xr.store.layout import DatasetLayout
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def write_cfg(tmp_path: Path, root: Path, stac_url: str | None = None, **sections) -> Path:
+    data: dict = {"storage": {"root": str(root)}, **sections}
+    if stac_url:
+        data["stac"] = {"api_url": stac_url, "collection": "sentinel-2-l2a",
+                        "window_hours": 6}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def few_ships_ais(world, path: Path, n_ships: int = 4) -> Path:
+    """Every 20th fix of a few ships that are on the water: a job of a few chips."""
+    ais = pd.read_csv(world.ais_path)
+    truth = world.truth()
+    ships = truth.loc[truth.placement == "water", "mmsi"].drop_duplicates().head(n_ships)
+    ais.loc[ais.mmsi.isin(ships)].iloc[::20].to_csv(path, index=False)
+    return path
+
+
+def invoke(*args: str):
+    res = CliRunner().invoke(main, ["-q", *map(str, args)])
+    assert res.exit_code == 0, res.output
+    return res
+
+
+# --------------------------------------------------------------------------- 1. file modes
+
+@pytest.mark.parametrize("mask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_every_output_file_follows_the_umask(world, stac_server, tmp_path, mask):
+    """Index, labels, rejects, footprints, chip files, cube, ops DB, manifest, card, QA
+    report, STAC, label export, contact sheet and schedule CSV: 0666 & ~umask (0644 under
+    022), directories 0777 & ~umask — never tempfile's private 0600."""
+    root = tmp_path / "ds"
+    cfg = write_cfg(tmp_path, root, stac_server.url)
+    ais = few_ships_ais(world, tmp_path / "ais.csv")
+    with umask(mask):
+        invoke("chip", "--config", cfg, "--ais", ais, "--no-swir")
+        for cmd in ("dataset-card", "qa-report", "publish", "publish-stac", "export-labels"):
+            invoke(cmd, "--config", cfg)
+        invoke("predict-overpasses", "--config", cfg, "--mode", "tle", "--tiles", "30STF",
+               "--start", "2026-09-25", "--days", "5")
+        idx = read_index(root)
+        jpgs = [(root / p).with_suffix(".jpg") for p in idx.loc[idx.qa_pass, "path"]]
+        assert write_contact_sheet(DatasetLayout(root).quicklooks, jpgs) is not None
+    layout = DatasetLayout(root)
+    for must in (layout.index, layout.labels, layout.rejects, layout.manifest,
+                 layout.card_yaml, layout.card_md, layout.qa_report, layout.quicklooks,
+                 layout.schedule, layout.stac_catalog, layout.stac_geoparquet, layout.ops_db):
+        assert must.is_file(), must
+    assert len(list(layout.chips.rglob("*.tif"))) == idx.qa_pass.sum() > 0
+    assert list(layout.exports.rglob("*.json"))
+    wrong = {}
+    for p in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(p.lstat().st_mode)
+        want = (0o777 if p.is_dir() else 0o666) & ~mask
+        if not p.is_symlink() and mode != want:
+            wrong[str(p.relative_to(root))] = f"{mode:o} (want {want:o})"
+    assert not wrong, wrong
