@@ -21,8 +21,8 @@ def doctor(config_path: str | None, out: str | None, offline: bool,
     from s2xr.ops.doctor import run_doctor
 
     cfg = resolve_config(config_path, out=out)
-    checks = run_doctor(cfg, network=not offline, db_path=DatasetLayout.of(cfg).ops_db)
-    checks = [c for c in checks if c.name not in skip]
+    checks = run_doctor(cfg, network=not offline, db_path=DatasetLayout.of(cfg).ops_db,
+                        skip=skip)
     width = max(len(c.name) for c in checks)
     for c in checks:
         mark = click.style("ok  ", fg="green") if c.ok else click.style("FAIL", fg="red")

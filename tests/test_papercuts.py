@@ -91,3 +91,34 @@ def test_every_output_file_follows_the_umask(world, stac_server, tmp_path, mask)
         if not p.is_symlink() and mode != want:
             wrong[str(p.relative_to(root))] = f"{mode:o} (want {want:o})"
     assert not wrong, wrong
+
+
+# --------------------------------------------------------------------------- 6. doctor
+
+def test_doctor_prints_each_check_once(tmp_path):
+    """Each check is one line of the command's output (stdout and stderr together): the
+    library logs them at DEBUG only, plus one INFO summary for the log file."""
+    cfg = write_cfg(tmp_path, tmp_path / "ds")
+    res = CliRunner().invoke(main, ["doctor", "--offline", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    for name in ("config", "python", "package numpy", "package zarr", "gdal", "storage",
+                 "ops db"):
+        hits = [ln for ln in lines if f" {name} " in ln or ln.endswith(f" {name}")]
+        assert len(hits) == 1, (name, hits)
+    assert sum("doctor:" in ln for ln in lines) == 1  # the summary log line
+    assert lines[-1] == "all checks passed" or "all checks passed" in res.stdout
+
+
+def test_doctor_skip_does_not_run_the_check(tmp_path, monkeypatch):
+    """--skip ais: the AIS endpoint is not contacted (before, it was checked, then hidden)."""
+    import s2xr.ops.doctor as doctor
+
+    def boom(*_a, **_k):
+        raise AssertionError("check_ais ran although skipped")
+
+    monkeypatch.setattr(doctor, "check_ais", boom)
+    cfg = write_cfg(tmp_path, tmp_path / "ds", stac={"api_url": None})  # embedded world
+    res = CliRunner().invoke(main, ["doctor", "--skip", "ais", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "embedded offline world" in res.output and " ais " not in res.output

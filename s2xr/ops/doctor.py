@@ -16,7 +16,7 @@ import sqlite3
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -116,6 +116,9 @@ def check_stac(cfg: StacConfig, timeout_s: float = 10.0) -> Check:
         p = Path(cfg.catalog)
         return Check("stac", p.is_file(), f"static catalog {p}" +
                      ("" if p.is_file() else " does not exist"))
+    if cfg.api_url is None:
+        return Check("stac", True, "stac.api_url: null, the embedded offline world: the "
+                     "commands that use it serve it on 127.0.0.1 themselves")
     url = str(cfg.api_url).rstrip("/")
     try:
         with urllib.request.urlopen(url + "/", timeout=timeout_s) as r:
@@ -157,23 +160,31 @@ def check_ais(cfg: AisConfig, timeout_s: float = 10.0) -> Check:
                  f"{parts.scheme}://{parts.hostname}:{port} reachable; {key}")
 
 
-def run_doctor(cfg: Config, *, network: bool = True,
-               db_path: Path | None = None) -> list[Check]:
+def run_doctor(cfg: Config, *, network: bool = True, db_path: Path | None = None,
+               skip: Collection[str] = ()) -> list[Check]:
     """Every check in order: environment, packages, GDAL, storage, ops DB, then (with
-    ``network``) the STAC endpoint and the AIS endpoint."""
+    ``network``) the STAC endpoint and the AIS endpoint, less those named in ``skip``
+    (``"stac"``, ``"ais"``: not run at all).
+
+    Showing the checks is the caller's job (``s2xr doctor`` prints each once): each is
+    logged at DEBUG only, and one INFO line sums them up for the log file."""
     checks: list[Check] = [Check("config", True, "loaded and valid"), check_python()]
     checks += check_packages()
-    steps: list[Callable[[], Check]] = [
-        check_gdal, lambda: check_storage(Path(cfg.storage.root)),
-        lambda: check_ops_db(db_path or DatasetLayout.of(cfg).ops_db)]
+    steps: list[tuple[str, Callable[[], Check]]] = [
+        ("gdal", check_gdal), ("storage", lambda: check_storage(Path(cfg.storage.root))),
+        ("ops db", lambda: check_ops_db(db_path or DatasetLayout.of(cfg).ops_db))]
     if network:
-        steps += [lambda: check_stac(cfg.stac), lambda: check_ais(cfg.ais)]
-    for step in steps:
+        steps += [("stac", lambda: check_stac(cfg.stac)), ("ais", lambda: check_ais(cfg.ais))]
+    for name, step in steps:
+        if name in skip:
+            continue
         try:
             checks.append(step())
         except Exception as exc:  # a check that crashes is a failed check, not a traceback
-            checks.append(Check(getattr(step, "__name__", "check"), False,
-                                f"{type(exc).__name__}: {exc}"))
+            checks.append(Check(name, False, f"{type(exc).__name__}: {exc}"))
     for c in checks:
-        log.log(logging.INFO if c.ok else logging.ERROR, "doctor %s: %s", c.name, c.detail)
+        log.debug("doctor %s: %s %s", c.name, "ok" if c.ok else "FAIL", c.detail)
+    failed = [c.name for c in checks if not c.ok]
+    log.info("doctor: %d check(s), %d failed%s", len(checks), len(failed),
+             f" ({', '.join(failed)})" if failed else "")
     return checks
