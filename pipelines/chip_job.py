@@ -217,7 +217,8 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     sched_label = ""
     if len(plan):
         stacks = stack_by_epsg(used, resolution=cfg.chip.resolution,
-                               resampling=cfg.chip.resampling, engine=cfg.stac.engine)
+                               resampling=cfg.chip.resampling, engine=cfg.stac.engine,
+                               io_threads=cfg.stac.io_threads)
         chips = cut_chips(stacks, plan, cfg.chip)
         release_free_memory()  # positioning's and planning's freed memory
         # every positioned ship in each chip's footprint: boxes/points + a lazy ship_mask

@@ -44,6 +44,8 @@ class StacConfig(_Section):
     backoff_s: float = Field(1.0, ge=0)
     timeout_s: float = Field(60.0, gt=0)
     engine: Literal["s2xr", "stackstac", "odc-stac"] = "s2xr"
+    io_threads: int = Field(16, ge=1, le=256, description="remote COG range requests in "
+                            "flight per process (s2xr engine)")
 
 
 class ChipSpec(_Section):

@@ -25,7 +25,14 @@ from dask.highlevelgraph import HighLevelGraph
 
 from s2xr.errors import SceneError
 from s2xr.scenes.assets import CLASS_BAND, SceneAssets
-from s2xr.scenes.reader import RESAMPLING, read_classes_into, read_reflectance_into
+from s2xr.scenes.reader import (
+    RESAMPLING,
+    is_remote,
+    prefetch_windows,
+    read_classes_into,
+    read_reflectance_into,
+    source_window,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +42,16 @@ READ_ERROR_CLASS = 255
 
 def load_block(hrefs: tuple[str, ...], scales: tuple[float, ...], offsets: tuple[float, ...],
                scl_href: str, x_left: float, y_top: float, height: int, width: int,
-               res: float, resampling: str) -> np.ndarray:
+               res: float, resampling: str, io_threads: int = 16) -> np.ndarray:
     """One stack block → float32 (1, band, height, width): reflectance of ``hrefs`` (NaN for
-    nodata/off the raster), then SCL classes. Computes (reads the COGs)."""
+    nodata/off the raster), then SCL classes. Computes (reads the COGs; remote COG blocks
+    are fetched ``io_threads`` at a time first)."""
     out = np.empty((1, len(hrefs) + 1, height, width), np.float32)
     rs = RESAMPLING[resampling]
     try:
+        if any(is_remote(h) for h in (*hrefs, scl_href)):
+            prefetch_windows([source_window(h, x_left, y_top, (height, width), res)
+                              for h in (*hrefs, scl_href)], io_threads)
         for b, href in enumerate(hrefs):
             read_reflectance_into(href, x_left, y_top, res, rs, scales[b], offsets[b], out[0, b])
         classes = np.empty((height, width), np.uint8)
@@ -64,11 +75,13 @@ def grid_of(table: pd.DataFrame, resolution: float) -> tuple[float, float, int, 
 
 
 def load_stack(assets: SceneAssets, epsg: int, *, resolution: float = 10.0,
-               resampling: str = "bilinear", chunksize: int = 512) -> xr.DataArray:
+               resampling: str = "bilinear", chunksize: int = 512,
+               io_threads: int = 16) -> xr.DataArray:
     """Lazy reflectance stack of the items of ``assets`` in ``epsg`` on the union of their
     native grids at ``resolution`` → ``DataArray(time, band, y, x)`` float32 (x/y pixel
     centres; coords ``id``, ``tile_id`` on time). Blocks are (1, all bands, chunksize,
-    chunksize). Does not compute."""
+    chunksize). ``io_threads``: range requests in flight per process for remote COGs. Does
+    not compute."""
     sub = assets.subset(epsg=epsg).table.sort_values(["datetime", "item_id"], kind="stable")
     if sub.empty:
         raise SceneError(f"no item in EPSG:{epsg}")
@@ -87,7 +100,7 @@ def load_stack(assets: SceneAssets, epsg: int, *, resolution: float = 10.0,
                 dsk[(name, t, 0, i, j)] = (
                     load_block, tuple(row.hrefs[b] for b in assets.bands), row.scales,
                     row.offsets, row.scl_href, x0 + c * resolution, y0 - r * resolution, h, w,
-                    resolution, resampling)
+                    resolution, resampling, io_threads)
     chunks = ((1,) * len(sub), (len(bands),), tuple(min(chunksize, height - r) for r in ys),
               tuple(min(chunksize, width - c) for c in xs))
     data = da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=()), name,

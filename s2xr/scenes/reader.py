@@ -9,8 +9,12 @@ decoded once, however many output windows touch it. Resampling runs in GIL-free 
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -29,7 +33,24 @@ RESAMPLING = {"bilinear": Resampling.bilinear, "cubic": Resampling.cubic,
 MAX_OPEN_PER_THREAD = 64
 # whole blocks are read once into the shared BlockCache below, so GDAL's own cache can be small
 BLOCK_CACHE_BYTES = 256 * 2**20
-GDAL_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_CACHEMAX": 32 * 2**20}
+GDAL_OPTIONS = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no directory listing (a request) per open
+    "GDAL_CACHEMAX": 32 * 2**20,
+    # remote COGs (/vsicurl/): the header in one request at open; adjacent ranges merged;
+    # GDAL's own retries of 429/502/503/504 with back-off; raw bytes kept process-wide so a
+    # block evicted from BLOCKS is decoded again without a second request
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.TIFF",
+    "GDAL_INGESTED_BYTES_AT_OPEN": 32768,
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MAX_RETRY": 3,
+    "GDAL_HTTP_RETRY_DELAY": 0.5,
+    "GDAL_HTTP_TIMEOUT": 30,
+    "GDAL_HTTP_CONNECTTIMEOUT": 10,
+    "CPL_VSIL_CURL_CACHE_SIZE": 256 * 2**20,
+}
+READ_ATTEMPTS = 4
+"""Reads of one block (s2xr's retries around GDAL's: also resets, stalls and bad bodies)."""
+RETRY_BASE_S = 0.25
 
 _local = threading.local()
 _generation = [0]
@@ -103,10 +124,7 @@ class BlockCache:
                     break
             ev.wait()
         try:
-            src = open_dataset(href)
-            bh, bw = src.block_shapes[0]
-            win = Window(j * bw, i * bh, min(bw, src.width - j * bw), min(bh, src.height - i * bh))
-            block = src.read(1, window=win)
+            block = _read_block(href, i, j)
             block.setflags(write=False)
             with self._lock:
                 self._data[key] = block
@@ -122,6 +140,82 @@ class BlockCache:
 
 
 BLOCKS = BlockCache(BLOCK_CACHE_BYTES)
+
+
+def _forget_dataset(href: str) -> None:
+    cache = getattr(_local, "datasets", None)
+    ds = cache.pop(href, None) if cache is not None else None
+    if ds is not None:
+        ds.close()
+
+
+def _read_block(href: str, i: int, j: int) -> np.ndarray:
+    """Block (i, j) of ``href``'s first band, read with up to :data:`READ_ATTEMPTS` tries
+    (exponential back-off with jitter; the handle is reopened between tries)."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            src = open_dataset(href)
+            bh, bw = src.block_shapes[0]
+            win = Window(j * bw, i * bh, min(bw, src.width - j * bw),
+                         min(bh, src.height - i * bh))
+            return src.read(1, window=win)
+        except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
+            if attempt == READ_ATTEMPTS - 1 or not is_remote(href):  # a local file: final
+                raise SceneError(f"{href} block ({i}, {j}): {exc} (after {READ_ATTEMPTS} "
+                                 "tries)") from exc
+            _forget_dataset(href)
+            delay = RETRY_BASE_S * 2**attempt * (0.5 + random.random())
+            log.info("%s block (%d, %d): %s; retry in %.2f s", href, i, j, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    with _POOLS_LOCK:
+        if n not in _POOLS:
+            _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="s2xr-io")
+        return _POOLS[n]
+
+
+def is_remote(href: str) -> bool:
+    """Whether ``href`` is read over the network (each block a range request)."""
+    return href.startswith(("http://", "https://", "s3://", "/vsicurl/", "/vsis3/"))
+
+
+def source_window(href: str, x_left: float, y_top: float, shape: tuple[int, int],
+                  res: float) -> tuple[str, tuple[int, int], tuple[int, int]]:
+    """(href, rows, cols): the source pixels an output grid needs from ``href`` (with the
+    bilinear halo for a coarser raster)."""
+    src = open_dataset(href)
+    same = abs(src.transform.a - res) < 1e-9
+    plan = plan_window(src.transform, (src.height, src.width), x_left, y_top, shape, res,
+                       nearest=same)
+    return href, plan.rows, plan.cols
+
+
+def prefetch_windows(windows: Sequence[tuple[str, tuple[int, int], tuple[int, int]]],
+                     io_threads: int) -> None:
+    """Fetch the COG blocks under ``windows`` (href, rows, cols) into the shared block cache,
+    ``io_threads`` requests in flight (independent of the CPU threads that decode them).
+    Blocks already cached or being fetched are not requested again. Raises the first read
+    error."""
+    wanted: dict[tuple[str, int, int], None] = {}
+    for href, (r0, r1), (c0, c1) in windows:
+        if r1 <= r0 or c1 <= c0:
+            continue
+        bh, bw = open_dataset(href).block_shapes[0]
+        for bi in range(r0 // bh, (r1 - 1) // bh + 1):
+            for bj in range(c0 // bw, (c1 - 1) // bw + 1):
+                wanted[(href, bi, bj)] = None
+    if len(wanted) < 2:
+        return  # nothing to overlap: the reader fetches it itself
+    futures = [_pool(io_threads).submit(BLOCKS.get, *key) for key in wanted]
+    for f in futures:
+        f.result()
 
 
 def read_source_window(href: str, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
