@@ -2,11 +2,11 @@
 
 Any lazy ``(time, band, y, x)`` DataArray on the chip grid is a stack (s2xr's loader,
 stackstac, odc-stac, a Zarr datacube, an in-memory array, a masked or scaled stack): the
-chips are *its* values. The graph is built directly from the plan: for every chip batch
-and every stack block its chips touch, one small task copies the chips' parts out of the
-block; one task per batch assembles them. A block is therefore computed once per graph
-however many chips share it, and released as soon as its parts are copied; a batch
-depends only on the blocks it touches.
+chips are *its* values. The graph is built directly from the plan: one task per chip
+batch copies its chips straight out of the stack blocks they touch, so a batch depends only
+on those blocks and each block is computed once per graph however many chips share it. A
+batch ends early rather than hold more than :data:`PIN_BYTES` of blocks at once (chips are
+planned in block order, so a batch usually touches few).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ PLAN_GEOMETRY = ("item_id", "x_left", "y_top", "size", "res")
 
 @dataclass(frozen=True)
 class StackGrid:
-    """Where a stack's pixels are: edges of pixel (0, 0), pixel size, time index of items."""
+    """Where a stack's pixels are: the outer corner of pixel (0, 0), the pixel size, the
+    number of rows and columns."""
 
     x_left: float
     y_top: float
