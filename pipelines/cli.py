@@ -165,8 +165,9 @@ def configure_logging(verbose: int = 0, quiet: bool = False, *, log_file: str | 
         h._s2xr = True  # type: ignore[attr-defined]
         root.addHandler(h)
     root.setLevel(level)
+    # stac_io/stac: rustac's Rust crates (publish-stac), which log a whole ItemCollection
     for noisy in ("rasterio", "urllib3", "distributed", "asyncio", "fsspec", "bokeh", "tornado",
-                  "websockets"):
+                  "websockets", "stac_io", "stac"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

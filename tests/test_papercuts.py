@@ -58,6 +58,17 @@ def invoke(*args: str):
     return res
 
 
+@pytest.fixture(scope="module")
+def small_dataset(world, stac_server, tmp_path_factory) -> tuple[Path, Path]:
+    """(dataset root, its config file): `s2xr chip` on a few ships of the world."""
+    tmp = tmp_path_factory.mktemp("small")
+    root = tmp / "ds"
+    cfg = write_cfg(tmp, root, stac_server.url)
+    invoke("chip", "--config", cfg, "--ais", few_ships_ais(world, tmp / "ais.csv"),
+           "--no-swir")
+    return root, cfg
+
+
 # --------------------------------------------------------------------------- 1. file modes
 
 @pytest.mark.parametrize("mask", [0o022, 0o027], ids=["umask022", "umask027"])
@@ -122,3 +133,16 @@ def test_doctor_skip_does_not_run_the_check(tmp_path, monkeypatch):
     res = CliRunner().invoke(main, ["doctor", "--skip", "ais", "--config", str(cfg)])
     assert res.exit_code == 0, res.output
     assert "embedded offline world" in res.output and " ais " not in res.output
+
+
+# --------------------------------------------------------------------------- 5. publish-stac
+
+def test_publish_stac_logs_no_third_party_item_dump(small_dataset):
+    """rustac's ``stac_io`` logger wrote the whole ItemCollection as one INFO line (190 KB
+    for 76 chips, growing with the dataset); the CLI's logging setup quiets it."""
+    _root, cfg = small_dataset
+    res = CliRunner().invoke(main, ["publish-stac", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "stac-geoparquet" in res.stdout
+    assert "stac_io" not in res.stderr
+    assert max(map(len, res.output.splitlines())) < 300
