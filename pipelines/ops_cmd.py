@@ -9,6 +9,7 @@ import click
 from pipelines.chip_job import run_chip_job
 from pipelines.options import config_option, resolve_config
 from pipelines.services import serve_embedded_stac
+from s2xr.errors import InputError
 from s2xr.ops import JobStore
 from s2xr.ops.prune import prune_chips
 from s2xr.store.consistency import dataset_lock
@@ -131,19 +132,27 @@ def publish_stac_cmd(config_path: str | None, out: str | None, absolute: bool,
 
 @click.command("qa-report")
 @config_option
-@click.option("--out", default=None, help="Dataset root (overrides storage.root).")
+@click.option("--out", default=None, help="Dataset root (overrides storage.root), or the "
+              "report file to write when it ends in .html (the dataset: storage.root).")
 @click.option("--alert-url", default=None, help="Webhook to POST to above the threshold.")
-@click.option("--alert-threshold", type=float, default=0.5, show_default=True,
-              help="Failure rate (rejected / cut) that triggers the alert.")
+@click.option("--alert-threshold", type=click.FloatRange(0, 1), default=0.5,
+              show_default=True, help="Failure rate (rejected / cut) that triggers the alert.")
 def qa_report(config_path: str | None, out: str | None, alert_url: str | None,
               alert_threshold: float) -> None:
-    """Write the QA report (reports/ under the dataset) and optionally alert on a high
-    failure rate."""
+    """Write the QA report (reports/ under the dataset, or --out FILE.html) and optionally
+    alert on a high failure rate."""
     from s2xr.report import send_alert, summarize, write_qa_report
 
+    dest = None
+    if out and Path(out).suffix.lower() in (".html", ".htm") and not Path(out).is_dir():
+        dest, out = Path(out), None  # the report file; the dataset is storage.root
     cfg = resolve_config(config_path, out=out)
-    path = write_qa_report(cfg.storage.root)
-    s = summarize(Path(cfg.storage.root))
+    root = Path(cfg.storage.root)
+    if not root.is_dir():
+        raise InputError(f"qa-report: no dataset at {root} (--out is the dataset root, or "
+                         "the report file FILE.html of the dataset at storage.root)")
+    path = write_qa_report(root, dest=dest)
+    s = summarize(root)
     click.echo(f"QA report {path}: {s.n_passed}/{s.n_chips} passed "
                f"(failure rate {s.failure_rate:.1%})")
     if alert_url and send_alert(s, alert_url, threshold=alert_threshold):

@@ -88,8 +88,10 @@ def _figures(idx: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def write_qa_report(root: str | Path, *, gallery: int = 24) -> Path:
-    """Write ``{root}/reports/qa_report.html`` (self-contained); returns its path."""
+def write_qa_report(root: str | Path, *, gallery: int = 24,
+                    dest: str | Path | None = None) -> Path:
+    """Write the dataset's QA report (self-contained HTML) to ``dest``, by default
+    ``{root}/reports/qa_report.html``; returns its path."""
     root = Path(root)
     idx = read_index(root)
     s = summarize(root)
@@ -126,7 +128,7 @@ def write_qa_report(root: str | Path, *, gallery: int = 24) -> Path:
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 6px}figure{margin:0;font-size:10px}"
             "</style></head><body>" + "\n".join(parts) + "</body></html>")
-    path = DatasetLayout(Path(root)).qa_report
+    path = Path(dest) if dest is not None else DatasetLayout(Path(root)).qa_report
     atomic_write_text(path, page)
     return path
 

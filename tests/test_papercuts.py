@@ -146,3 +146,25 @@ def test_publish_stac_logs_no_third_party_item_dump(small_dataset):
     assert "stac-geoparquet" in res.stdout
     assert "stac_io" not in res.stderr
     assert max(map(len, res.output.splitlines())) < 300
+
+
+# --------------------------------------------------------------------------- 4. qa-report
+
+def test_qa_report_out_html_is_the_report_file(small_dataset, tmp_path):
+    root, cfg = small_dataset
+    report = tmp_path / "report.html"
+    res = CliRunner().invoke(main, ["qa-report", "--config", str(cfg), "--out", str(report)])
+    assert res.exit_code == 0, res.output
+    assert report.is_file()  # not a directory of that name holding an empty report
+    page = report.read_text()
+    n = len(read_index(root))
+    assert "s2xr QA report" in page and f"{n} chips cut" in page and n > 0
+    assert f"QA report {report}: " in res.output
+
+
+def test_qa_report_refuses_a_root_that_is_no_dataset(tmp_path):
+    missing = tmp_path / "no-such-dataset"
+    res = CliRunner().invoke(main, ["qa-report", "--out", str(missing)])
+    assert res.exit_code == 2, res.output
+    assert f"no dataset at {missing}" in res.output and "Traceback" not in res.output
+    assert not missing.exists()
