@@ -61,6 +61,9 @@ ALIASES = {
     "tobow": "to_bow", "tostern": "to_stern", "toport": "to_port",
     "tostarboard": "to_starboard", "dimensiona": "to_bow", "dimensionb": "to_stern",
     "dimensionc": "to_port", "dimensiond": "to_starboard",
+    # aisdb's CSV (Spire / exactEarth layout): Dimension_to_Bow, …, Message_ID
+    "dimensiontobow": "to_bow", "dimensiontostern": "to_stern", "dimensiontoport": "to_port",
+    "dimensiontostarboard": "to_starboard", "messageid": "message_type",
     "provider": "provider", "source": "source",
     "tileid": "tile_id", "callsign": "call_sign", "imo": "imo", "imonumber": "imo",
     "navigationalstatus": "nav_status", "navstatus": "nav_status",
@@ -110,18 +113,43 @@ def _key(col: object) -> str:
 
 
 def canonical_names(columns: Sequence[object]) -> dict[object, str]:
-    """{input column: canonical name} for the recognised aliases (first match wins)."""
+    """{input column: canonical name} for the recognised aliases, one column per name.
+
+    When several columns mean the same (``time`` and ``timestamp``/``captured_time``), the
+    column already named the canonical name (case, ``_``, ``#`` and spaces ignored) wins,
+    else the first alias from the left; the others are left out (not read), so no table ever
+    has two ``time`` columns."""
     mapping: dict[object, str] = {}
     taken: set[str] = set()
-    for col in columns:
+    exact = [col for col in columns if ALIASES.get(_key(col)) == _canonical_key(_key(col))]
+    for col in [*exact, *(c for c in columns if c not in exact)]:
         name = ALIASES.get(_key(col))
         if name and name not in taken:
             mapping[col] = name
             taken.add(name)
-    return mapping
+    return {col: mapping[col] for col in columns if col in mapping}  # input order
+
+
+def _canonical_key(key: str) -> str | None:
+    """The canonical name whose own key is ``key`` (``overpasstime`` → ``overpass_time``)."""
+    return _CANONICAL_KEYS.get(key)
+
+
+_CANONICAL_KEYS = {_key(name): name for name in set(ALIASES.values())}
+
+
+def ignored_aliases(columns: Sequence[object]) -> dict[object, object]:
+    """{column left out: the column read instead} for columns that mean the same as another
+    (see :func:`canonical_names`), e.g. ``{"captured_time": "time"}``."""
+    used = canonical_names(columns)
+    winner = {name: col for col, name in used.items()}
+    return {col: winner[ALIASES[_key(col)]] for col in columns
+            if col not in used and ALIASES.get(_key(col)) in winner}
 
 
 def canonical_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """Rename recognised column aliases to the canonical names (first match wins)."""
-    return df.rename(columns=canonical_names(list(df.columns)))
+    """Rename recognised column aliases to the canonical names (see :func:`canonical_names`);
+    the alias columns that lost to another column of the same meaning are dropped."""
+    names = canonical_names(list(df.columns))
+    return df.drop(columns=list(ignored_aliases(list(df.columns)))).rename(columns=names)
 

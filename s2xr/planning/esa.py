@@ -31,6 +31,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.validation import make_valid
 
 from s2xr.errors import PlanningError
+from s2xr.planning.esa_satellite import infer_satellites
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +192,8 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 
 _CSV_KEYS = {
     "start": ("observationtimestart", "starttimeutc", "start", "starttime", "acquisitiondate",
-              "date", "sensingtime", "datetime"),
-    "stop": ("observationtimestop", "endtimeutc", "end", "stop", "endtime"),
+              "date", "sensingtime", "datetime", "startutc"),
+    "stop": ("observationtimestop", "endtimeutc", "end", "stop", "endtime", "endutc"),
     "satellite": ("platform", "satellite", "mission", "spacecraft"),
     "orbit": ("orbitrelative", "relativeorbit", "orbit", "relorbit"),
     "tile": ("tileid", "tile", "mgrs", "mgrstile"),
@@ -209,6 +210,12 @@ def parse_plan_csv(data: bytes, source: str = "<csv>") -> EsaPlan:
     (``OrbitRelative``/``Orbit``); rows with a ``Mode`` other than NOBS are kept but
     filtered like KML rows. Rows without a tile are placed on tiles by :func:`esa_windows`
     through the TLE (same satellite, same relative orbit, same day).
+
+    A plan without a satellite column, or with a generic one (the predecessor's ``S2``):
+    the satellite named in the file name (``S2A_plan.csv``) if there is one, else, for rows
+    with a tile, the one whose pass over the tile falls in the row's window
+    (:func:`~s2xr.planning.esa_satellite.infer_satellites`); a row that neither tells raises
+    :class:`PlanningError` asking for a satellite column or a file name naming it.
     """
     try:
         df = pd.read_csv(io.BytesIO(data), dtype=str)
@@ -217,28 +224,27 @@ def parse_plan_csv(data: bytes, source: str = "<csv>") -> EsaPlan:
     norm = {re.sub(r"[\s_#\-]", "", c.lower()): c for c in df.columns}
     col = {k: next((norm[a] for a in names if a in norm), None) for k, names in
            _CSV_KEYS.items()}
-    missing = [k for k in ("start", "satellite") if col[k] is None]
-    if missing or (col["tile"] is None and col["orbit"] is None):
+    if col["start"] is None or (col["tile"] is None and col["orbit"] is None):
         raise PlanningError(f"{source}: not an acquisition-plan CSV — need a time column "
-                            "(ObservationTimeStart / start_time_utc / Acquisition Date), a "
-                            "satellite column (Platform / satellite) and tile_id or "
-                            f"OrbitRelative; found columns {list(df.columns)}")
+                            "(ObservationTimeStart / start_time_utc / Acquisition Date), "
+                            "tile_id or OrbitRelative, and a satellite column (Platform / "
+                            f"satellite) or file name; found columns {list(df.columns)}")
+    named = _satellite_of(Path(source).name)
     rows = []
     for i, r in df.iterrows():
         line = int(i) + 2
-        sat = _satellite_of(str(r[col["satellite"]]))
+        sat = _satellite_of(str(r[col["satellite"]])) if col["satellite"] else None
         try:
             start = _utc(r[col["start"]])
             stop = _utc(r[col["stop"]]) if col["stop"] else None
         except (ValueError, TypeError):
             raise PlanningError(f"{source}: line {line}: {col['start']} "
                                 f"{r[col['start']]!r} is not a date/time") from None
-        if sat is None or start is None:
-            raise PlanningError(f"{source}: line {line}: satellite {r[col['satellite']]!r} "
-                                "or time missing/unknown (use S2A, S2B, S2C)")
+        if start is None:
+            raise PlanningError(f"{source}: line {line}: {col['start']} is empty")
         orbit = r[col["orbit"]] if col["orbit"] else None
         tile = r[col["tile"]] if col["tile"] else None
-        rows.append({"satellite": sat, "plan_id": f"{Path(source).name}:{line}",
+        rows.append({"satellite": sat or named, "plan_id": f"{Path(source).name}:{line}",
                      "mode": (r[col["mode"]] if col["mode"] else "NOBS"),
                      "timeliness": None, "station": None, "start_time_utc": start,
                      "end_time_utc": stop if stop is not None else start,
@@ -248,10 +254,38 @@ def parse_plan_csv(data: bytes, source: str = "<csv>") -> EsaPlan:
                      "tile_id": str(tile).strip().upper().lstrip("T") if tile else None,
                      "source": source, "geometry": None})
     seg = _frame(rows)
+    _fill_satellites(seg, df, col["satellite"], source)
     coverage = {str(s): (g["start_time_utc"].min().floor("D"),
                          g["end_time_utc"].max().floor("D") + pd.Timedelta(days=1))
                 for s, g in seg.groupby("satellite")}
     return EsaPlan(seg, coverage, (source,))
+
+
+def _fill_satellites(seg: pd.DataFrame, raw: pd.DataFrame, sat_col: str | None,
+                     source: str) -> None:
+    """Fill the rows of ``seg`` without a satellite from the TLE passes, in place; raise
+    :class:`PlanningError` for those it cannot tell."""
+    todo = seg["satellite"].isna()
+    if not todo.any():
+        return
+    placeable = todo & seg["tile_id"].notna()
+    seg.loc[placeable, "satellite"] = infer_satellites(seg.loc[placeable])
+    left = seg.index[seg["satellite"].isna()]
+    if not len(left):
+        return
+    what = (f"its {sat_col} column says {sorted(set(raw[sat_col].fillna('')))[:3]}"
+            if sat_col else "it has no satellite column")
+    first = seg.loc[left[0]]
+    where = (f"tile {first['tile_id']}" if first["tile_id"] else
+             f"relative orbit {first['relative_orbit']}")
+    raise PlanningError(
+        f"{source}: cannot tell which Sentinel-2 satellite {len(left)} of {len(seg)} plan "
+        f"row(s) are for: {what}, and the orbits do not tell (no S2A/S2B/S2C pass over the "
+        "row's tile in its window, or no TLE within 180 days of its date; first: line "
+        f"{first['plan_id'].rsplit(':', 1)[-1]}, {where}, "
+        f"{first['start_time_utc']:%Y-%m-%d %H:%M}–{first['end_time_utc']:%H:%M} UTC); add "
+        "a satellite column with S2A, S2B or S2C, or name the satellite in the file name "
+        "(e.g. S2A_acquisition_plan.csv)")
 
 
 def read_esa_plan(source: str | Path) -> EsaPlan:
