@@ -168,3 +168,57 @@ def test_qa_report_refuses_a_root_that_is_no_dataset(tmp_path):
     assert res.exit_code == 2, res.output
     assert f"no dataset at {missing}" in res.output and "Traceback" not in res.output
     assert not missing.exists()
+
+
+# --------------------------------------------------------------------------- 2./3. s2xr chip
+
+BAD_AIS = "mmsi,lat,lon,time\n12,36,-5.4,2026-10-02T10:00Z\n224123456,999,-5.4,2026-10-02T10:00Z\n"
+
+
+def _printed_paths_exist(output: str) -> None:
+    """Every path the command printed (under "outputs:") exists."""
+    lines = output.split("\noutputs:\n", 1)[1].splitlines() if "\noutputs:\n" in output else []
+    for ln in lines:
+        if not ln.startswith("  "):
+            break
+        assert Path(ln.split(maxsplit=1)[1]).exists(), ln
+
+
+def test_chip_bad_ais_is_refused_before_the_embedded_world_is_built(tmp_path):
+    ais = tmp_path / "bad.csv"
+    ais.write_text(BAD_AIS)
+    root = tmp_path / "ds"
+    cfg = write_cfg(tmp_path, root, stac={"api_url": None})
+    res = CliRunner().invoke(main, ["chip", "--config", str(cfg), "--ais", str(ais)])
+    assert res.exit_code == 2, res.output
+    assert f"AIS file {ais}: no valid point (2 row(s) rejected" in res.output
+    assert "is not 9 digits" in res.output and "nothing chipped" in res.output
+    assert not DatasetLayout(root).world.exists() and not root.exists()
+
+
+def test_chip_no_valid_row_prints_no_missing_path(stac_server, tmp_path):
+    """With a real STAC API the job reads the file itself: the summary says why, no path
+    that does not exist is printed, and the exit status is 2 (bad input)."""
+    ais = tmp_path / "bad.csv"
+    ais.write_text(BAD_AIS)
+    root = tmp_path / "ds"
+    cfg = write_cfg(tmp_path, root, stac_server.url)
+    res = CliRunner().invoke(main, ["chip", "--config", str(cfg), "--ais", str(ais)])
+    assert res.exit_code == 2, res.output
+    assert "no chip was cut: nothing written" in res.output
+    assert "no valid point" in res.output
+    assert not DatasetLayout(root).index.exists()
+    _printed_paths_exist(res.output)
+
+
+def test_chip_without_a_scene_says_nothing_was_written(stac_server, tmp_path):
+    """Valid points but no Sentinel-2 item: exit 0, "no chip was cut", no missing path."""
+    ais = tmp_path / "nowhere.csv"
+    ais.write_text("mmsi,lat,lon,time\n224123456,10,10,2026-10-02T10:00Z\n")
+    root = tmp_path / "ds"
+    cfg = write_cfg(tmp_path, root, stac_server.url)
+    res = CliRunner().invoke(main, ["chip", "--config", str(cfg), "--ais", str(ais)])
+    assert res.exit_code == 0, res.output
+    assert "no chip was cut: nothing written" in res.output
+    assert f"  index    {DatasetLayout(root).index}" not in res.output
+    _printed_paths_exist(res.output)
