@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dataset-card": ("pipelines.dataset_cmd", "dataset_card"),
     "export-labels": ("pipelines.dataset_cmd", "export_labels"),
     "dashboard": ("pipelines.dashboard_cmd", "dashboard"),
+    "migrate-config": ("pipelines.migrate_cmd", "migrate_config_cmd"),
 }
 
 
