@@ -24,6 +24,7 @@ from s2xr.ais.aisstream import (
     parse_aisstream_time,
 )
 from s2xr.ais.mmsi import parse_mmsi
+from s2xr.ais.sentinels import angle_value, sog_value
 
 POSITION_ROW_COLUMNS = ["mmsi", "time", "lat", "lon", "sog", "cog", "heading", "nav_status",
                         "message_type", "ship_name", "ship_type", "to_bow", "to_stern",
@@ -58,11 +59,13 @@ def parse_aisstream_message(frame: dict[str, Any], *, provider: str = "aisstream
                             ) -> tuple[str, dict[str, Any] | None]:
     """One decoded aisstream frame → (kind, row); kind "position" | "static" | "other".
 
-    Position rows: mmsi, time, lat, lon, sog (kn), cog, heading (deg; 511 / 360 / 102.3 →
-    NaN), nav_status, message_type, ship_name (stripped), ship_type, to_bow…to_starboard
-    (Extended class B), provider. Static rows: mmsi, time, message_type, part ('A'/'B' for
-    StaticDataReport), ship_name, ship_type (0 → None), call_sign, imo (0 → None),
-    destination, to_bow…to_starboard, length (A+B), beam (C+D), provider.
+    Position rows: mmsi, time, lat, lon, sog (kn), cog, heading (deg; ITU-R M.1371 "not
+    available" — heading 511, course 360, speed 102.3 — → NaN, :mod:`s2xr.ais.sentinels`;
+    102.2 kn "or more" is kept), nav_status, message_type, ship_name (stripped), ship_type,
+    to_bow…to_starboard (Extended class B), provider. Static rows: mmsi, time,
+    message_type, part ('A'/'B' for StaticDataReport), ship_name, ship_type (0 → None),
+    call_sign, imo (0 → None), destination, to_bow…to_starboard, length (A+B), beam (C+D),
+    provider.
     Raises KeyError / TypeError / ValueError on malformed frames (callers count and skip).
     Values are not range-checked here (see :meth:`FrameParser.parse`).
     """
@@ -83,8 +86,8 @@ def parse_aisstream_message(frame: dict[str, Any], *, provider: str = "aisstream
         sog, cog, hdg = _num(body.get("Sog")), _num(body.get("Cog")), _num(body.get("TrueHeading"))
         row: dict[str, Any] = {
             "mmsi": mmsi, "time": time, "lat": _num(body["Latitude"]),
-            "lon": _num(body["Longitude"]), "sog": sog if sog < 102.2 else math.nan,
-            "cog": cog if cog < 360 else math.nan, "heading": hdg if hdg < 360 else math.nan,
+            "lon": _num(body["Longitude"]), "sog": sog_value(sog),
+            "cog": angle_value(cog), "heading": angle_value(hdg),
             "nav_status": body.get("NavigationalStatus"), "message_type": mtype,
             "ship_name": name, "ship_type": None, "provider": provider}
         if mtype == "ExtendedClassBPositionReport":

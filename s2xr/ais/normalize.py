@@ -30,6 +30,7 @@ from s2xr.ais.schema import (
     canonical_names,
     release_free_memory,
 )
+from s2xr.ais.sentinels import angle_values, sog_values
 from s2xr.errors import InputError
 
 
@@ -120,10 +121,10 @@ def _validate(df: pd.DataFrame, row0: int, *, source: str, provider: str, dayfir
     with np.errstate(invalid="ignore"):
         for c in FLOAT_COLUMNS:
             v = floats[c][keep]
-            if c in ("heading", "cog"):
-                v[v >= 360] = np.nan  # 511 / 360 = not available
-            elif c == "sog":
-                v[v >= 102.2] = np.nan  # 102.3 = not available
+            if c in ("heading", "cog"):  # ITU-R M.1371: 511 / 360 = not available
+                v = angle_values(v)
+            elif c == "sog":  # 102.3 = not available; 102.2 = "102.2 kn or more", kept
+                v = sog_values(v)
             cols[c] = v
         for a, b, total in (("to_bow", "to_stern", "length"), ("to_port", "to_starboard",
                                                                "beam")):
