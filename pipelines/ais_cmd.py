@@ -64,10 +64,12 @@ async def _run(capture: AisCapture, segments: list | None, until: pd.Timestamp |
               "(degrees; repeatable).")
 @click.option("--mmsi", "mmsi", multiple=True, help="Only this MMSI (repeatable).")
 @click.option("--until", default=None, help="Stop at this UTC time (ISO 8601).")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--watchdog", "watchdog_s", type=float, default=None,
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds.")
+@click.option("--watchdog", "watchdog_s", type=click.FloatRange(min=0, min_open=True),
+              default=None,
               help="Reconnect after this many seconds without a message.")
-@click.option("--random-sample", "random_per_day", type=int, default=None,
+@click.option("--random-sample", "random_per_day", type=click.IntRange(min=0), default=None,
               help="Keep up to N random distinct MMSIs per day "
                    f"({DatasetLayout.AIS_SAMPLE}).")
 @click.option("--sample-only", is_flag=True, help="With --random-sample: store only the "

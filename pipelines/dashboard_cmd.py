@@ -118,7 +118,7 @@ def _fernet_key() -> str:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
               default=None, help="YAML config (default: configs/demo.yaml, the embedded "
               "offline world).")
-@click.option("--port", type=int, default=5006, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=5006, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="Bind address; anything but loopback requires --basic-auth or --oauth-*.")
 @click.option("--basic-auth", default=None, envvar="S2XR_DASHBOARD_BASIC_AUTH",
@@ -139,7 +139,8 @@ def _fernet_key() -> str:
 @click.option("--basemap", default=None, envvar="S2XR_DASHBOARD_BASEMAP",
               help="Map tiles: an xyzservices name (OpenStreetMap.Mapnik) or a {z}/{x}/{y} "
                    "URL template (needs internet; default: none, footprints only).")
-@click.option("--max-upload-mb", type=float, default=50.0, show_default=True,
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=50.0,
+              show_default=True,
               envvar="S2XR_DASHBOARD_MAX_UPLOAD_MB",
               help="Largest AIS file (MB, 10^6 bytes) the upload accepts; checked in the "
                    "browser before sending. Env: S2XR_DASHBOARD_MAX_UPLOAD_MB.")

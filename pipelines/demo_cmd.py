@@ -19,7 +19,7 @@ from s2xr.store.layout import DatasetLayout
 @click.command("demo")
 @config_option
 @click.option("--out", default=None, help="Dataset root (default: storage.root, ./s2xr-demo).")
-@click.option("--window-px", type=int, default=None,
+@click.option("--window-px", type=click.IntRange(512, 10980), default=None,
               help="Rendered window size in px (default 2048; 10980 = a full tile).")
 @scheduler_option
 def demo(config_path: str | None, out: str | None, window_px: int | None,

@@ -61,7 +61,7 @@ def vacuum(config_path: str | None, out: str | None, rm_empty: bool,
 @click.command("publish")
 @config_option
 @click.option("--out", default=None, help="Dataset root (overrides storage.root).")
-@click.option("--samples", type=int, default=5, show_default=True,
+@click.option("--samples", type=click.IntRange(min=0), default=5, show_default=True,
               help="Sample chips listed in the manifest.")
 def publish(config_path: str | None, out: str | None, samples: int) -> None:
     """Write manifest.json (counts, time range, files, sample chips) at the dataset root."""

@@ -45,7 +45,8 @@ def ops() -> None:
 @ops.command("retry")
 @config_option
 @click.option("--out", default=None, help="Dataset root (overrides storage.root).")
-@click.option("--limit", type=int, default=None, help="At most this many due jobs.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="At most this many due jobs.")
 def ops_retry(config_path: str | None, out: str | None, limit: int | None) -> None:
     """Re-run failed/deferred jobs whose back-off has elapsed (max_retries enforced)."""
     cfg = resolve_config(config_path, out=out)
@@ -71,8 +72,8 @@ def ops_retry(config_path: str | None, out: str | None, limit: int | None) -> No
 @click.option("--out", default=None, help="Dataset root (overrides storage.root).")
 @click.option("--ais", "ais_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="AIS file to check against (default: the dataset's AIS observations).")
-@click.option("--time-tol-min", type=float, default=10.0, show_default=True)
-@click.option("--dist-tol-m", type=float, default=500.0, show_default=True)
+@click.option("--time-tol-min", type=click.FloatRange(min=0), default=10.0, show_default=True)
+@click.option("--dist-tol-m", type=click.FloatRange(min=0), default=500.0, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @click.option("--force", is_flag=True, help="Remove even more than ops.prune_max_share of "
               "the chips.")

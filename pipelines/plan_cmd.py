@@ -25,7 +25,7 @@ from s2xr.store.layout import DatasetLayout
               "(a leading T is fine; default: planning.tiles).")
 @click.option("--start", default=None, help="First UTC day or time, ISO 8601 "
               "(default: today 00:00 UTC).")
-@click.option("--days", type=float, default=None,
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Horizon in days (default: planning.prediction_days).")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False),
               help="Schedule CSV to write (default: {storage.root}/"
@@ -37,9 +37,9 @@ from s2xr.store.layout import DatasetLayout
 @click.option("--esa-plan", "esa_plan", default=None,
               help="ESA plan KML/KML.gz/KMZ/CSV, a folder of them or a comma list "
                    "(overrides planning.esa_plan_path).")
-@click.option("--window-minutes", type=float, default=None,
+@click.option("--window-minutes", type=click.FloatRange(min=0), default=None,
               help="Pad each window by this many minutes (planning.overpass_window_minutes).")
-@click.option("--max-rows", type=int, default=60, show_default=True,
+@click.option("--max-rows", type=click.IntRange(min=0), default=60, show_default=True,
               help="Rows of the printed table.")
 def predict_overpasses(config_path: str | None, mode: str | None, tiles: str | None,
                        start: str | None, days: float | None, out_path: str | None,

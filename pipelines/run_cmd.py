@@ -64,8 +64,10 @@ def print_run_result(res: RunResult) -> None:
 @click.command("run")
 @config_option
 @click.option("--out", default=None, help="Dataset root (overrides storage.root).")
-@click.option("--max-ships", type=int, default=None, help="At most this many vessels.")
-@click.option("--max-chips", type=int, default=None, help="At most this many new chips.")
+@click.option("--max-ships", type=click.IntRange(min=0), default=None,
+              help="At most this many vessels.")
+@click.option("--max-chips", type=click.IntRange(min=0), default=None,
+              help="At most this many new chips.")
 @click.option("--bind-chips-to-ships", is_flag=True,
               help="One chip per ship (the scene nearest in time): chips = ships.")
 @click.option("--include-swir/--no-swir", default=None, help="Add B11/B12 (20 m) bands.")
@@ -73,13 +75,16 @@ def print_run_result(res: RunResult) -> None:
               show_default=True, help="Capture only the schedule tiles during their windows.")
 @click.option("--dry-run-ais", is_flag=True, help="Embedded world only: use its SYNTHETIC AIS "
               "directly instead of capturing through the replay server.")
-@click.option("--days", type=int, default=None, help="Prediction horizon in days.")
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Prediction horizon in days.")
 @click.option("--start", default=None, help="Planning start date (default: today; the "
               "embedded world's first scene day).")
 @click.option("--continuous", is_flag=True, help="Run cycles until SIGTERM / Ctrl-C.")
-@click.option("--interval-min", type=float, default=30.0, show_default=True,
+@click.option("--interval-min", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True,
               help="Minutes between cycles with --continuous.")
-@click.option("--max-cycles", type=int, default=None, help="Stop after N cycles.")
+@click.option("--max-cycles", type=click.IntRange(min=1), default=None,
+              help="Stop after N cycles.")
 @scheduler_option
 def run(config_path: str | None, out: str | None, max_ships: int | None,
         max_chips: int | None, bind_chips_to_ships: bool, include_swir: bool | None,

@@ -222,3 +222,29 @@ def test_chip_without_a_scene_says_nothing_was_written(stac_server, tmp_path):
     assert "no chip was cut: nothing written" in res.output
     assert f"  index    {DatasetLayout(root).index}" not in res.output
     _printed_paths_exist(res.output)
+
+
+# --------------------------------------------------------------------------- 2. bad numbers
+
+@pytest.mark.parametrize("args", [
+    ["run", "--days", "-1"], ["run", "--days", "0"], ["run", "--max-chips", "-3"],
+    ["run", "--continuous", "--interval-min", "0"], ["run", "--max-cycles", "0"],
+    ["demo", "--window-px", "10"], ["predict-overpasses", "--days", "-1"],
+    ["predict-overpasses", "--window-minutes", "-5"], ["collect-ais", "--duration", "-5"],
+    ["prune", "--dist-tol-m", "-1"], ["qa-report", "--alert-threshold", "2"],
+    ["publish", "--samples", "-1"], ["ops", "retry", "--limit", "0"],
+], ids=lambda a: "_".join(a).replace("--", ""))
+def test_bad_numbers_are_refused_before_anything_starts(tmp_path, args):
+    """click refuses them (exit 2, naming the option) before the command body runs: no
+    dataset root, no world, no STAC or replay server."""
+    root = tmp_path / "ds"
+    cfg = write_cfg(tmp_path, root, stac={"api_url": None})
+    res = CliRunner().invoke(main, [*args, "--config", str(cfg)])
+    assert res.exit_code == 2, res.output
+    assert "Invalid value" in res.output and args[-2] in res.output
+    assert not root.exists()
+
+
+def test_dashboard_port_out_of_range_is_refused(tmp_path):
+    res = CliRunner().invoke(main, ["dashboard", "--port", "70000"])
+    assert res.exit_code == 2 and "Invalid value" in res.output
