@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from pipelines.options import config_option, resolve_config, scheduler_option
 from pipelines.run_cmd import print_run_result, run_progress_bar, stop_on_signals
@@ -50,9 +51,8 @@ def demo(config_path: str | None, out: str | None, window_px: int | None,
     sheet = write_contact_sheet(layout.quicklooks,
                                 [(root / p).with_suffix(".jpg") for p in passed["path"]],
                                 labels=[str(m) for m in passed["mmsi"]])
-    n_new = res.chip.n_passed if res.chip else 0
-    click.echo(f"\n{len(idx)} chips on disk ({n_new} new passed the gate this run) under "
-               f"{root.resolve()}")
+    click.echo("\n" + chip_counts(idx, res.chip.n_passed if res.chip else 0))
+    click.echo(f"dataset:          {root.resolve()}")
     if sheet:
         click.echo(f"contact sheet:    {sheet}  (first {len(passed)} passed chips; red box = "
                    "ship position at sensing time)")
@@ -64,6 +64,15 @@ def demo(config_path: str | None, out: str | None, window_px: int | None,
     env = "" if same_root else f"S2XR_STORAGE__ROOT={root} "
     click.echo(f"dashboard:        {env}.venv/bin/s2xr dashboard{cfg_arg}   → "
                "http://127.0.0.1:5006/app")
+
+
+def chip_counts(idx: pd.DataFrame, n_new: int) -> str:
+    """What the dataset holds, each number named: the index has a row for every chip cut;
+    only the chips that passed the gate are in the cube and have files under chips/."""
+    n_passed = int(idx["qa_pass"].astype(bool).sum()) if len(idx) else 0
+    return (f"{len(idx)} chips cut: {n_passed} passed the gate (in the cube, with files "
+            f"under chips/), {len(idx) - n_passed} rejected (index rows only, with the "
+            f"reason); {n_new} of the passed are new this run")
 
 
 def _default_demo_config() -> str | None:

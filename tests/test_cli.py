@@ -79,7 +79,7 @@ def test_demo_command_end_to_end(tmp_path):
     idx = read_index(out)
     n = len(idx)
     assert n > 0 and idx.qa_pass.sum() > 0
-    assert f"{n} chips on disk" in proc.stdout
+    assert f"{n} chips cut: {idx.qa_pass.sum()} passed the gate" in proc.stdout
     assert "STAC API stopped" in proc.stdout
     assert "windows chipped" in proc.stdout and "s2xr dashboard" in proc.stdout
     assert (out / "plan" / "overpass_schedule.csv").is_file()  # the whole run: predict,

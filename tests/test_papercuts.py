@@ -248,3 +248,33 @@ def test_bad_numbers_are_refused_before_anything_starts(tmp_path, args):
 def test_dashboard_port_out_of_range_is_refused(tmp_path):
     res = CliRunner().invoke(main, ["dashboard", "--port", "70000"])
     assert res.exit_code == 2 and "Invalid value" in res.output
+
+
+# --------------------------------------------------------------------------- 7. demo counts
+
+def test_demo_names_passed_chips_with_files_and_index_rows(small_dataset, tmp_path,
+                                                           monkeypatch):
+    """The demo's closing lines on a real dataset (its run stubbed): "N chips on disk" was
+    the index rows, rejected chips included, which have no files."""
+    import shutil
+    from types import SimpleNamespace
+
+    import pipelines.demo_cmd as demo_cmd
+
+    src, _ = small_dataset
+    root = tmp_path / "demo"
+    shutil.copytree(src, root)
+    idx = read_index(root)
+    n_files = len(list((root / "chips").rglob("*.tif")))
+    n_passed = int(idx.qa_pass.sum())
+    assert n_files == n_passed > 0 and len(idx) > n_passed  # rejected chips: no files
+    monkeypatch.setattr(demo_cmd, "run_batch", lambda *a, **k: SimpleNamespace(
+        chip=SimpleNamespace(n_passed=2)))
+    monkeypatch.setattr(demo_cmd, "print_run_result", lambda res: None)
+    res = CliRunner().invoke(main, ["demo", "--out", str(root)])
+    assert res.exit_code == 0, res.output
+    assert (f"{len(idx)} chips cut: {n_passed} passed the gate (in the cube, with files under "
+            f"chips/), {len(idx) - n_passed} rejected (index rows only, with the reason); "
+            "2 of the passed are new this run") in res.output
+    assert "chips on disk" not in res.output
+    assert f"dataset:          {root.resolve()}" in res.output
