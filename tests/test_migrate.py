@@ -436,3 +436,40 @@ def test_a_plan_without_satellite_it_cannot_place_asks_for_one(tmp_path):
                 end_time_utc=iso(rows.end_time_utc)).to_csv(csv, index=False)
     with pytest.raises(PlanningError, match=r"no TLE within 180 days.*S2A_acquisition_plan"):
         read_esa_plan(csv)
+
+
+# ------------------------------------------------------------------------------------ docs
+# the old CLI as its README documents it (tests/data/predecessor/README.md)
+OLD_CLI = {"predict-overpasses": ["--mode", "--esa-csv", "--out"],
+           "collect-ais": ["--schedule", "--window-min", "--dry-run/--no-dry-run",
+                           "--restrict-to-schedule"],
+           "run": ["--no-dry-run-ais", "--restrict-to-schedule", "--max-chips"],
+           "qa-report": ["--out"], "ops-status": ["--db"],
+           "ops-retry": ["--limit", "--include-swir"],
+           "publish": ["--out-manifest", "--sample-limit"],
+           "publish-stac": ["--out-dir", "--absolute-urls", "--base-url"],
+           "doctor": ["--db"], "vacuum": ["--db", "--rm-empty"]}
+OLD_INDEX = ["chip_id", "path", "mmsi", "lat", "lon", "overpass_time", "scene_id",
+             "scene_datetime", "cloud_cover", "split", "bands", "has_swir", "qa_cloud_frac",
+             "qa_water_frac", "qa_land_frac"]
+
+
+def test_docs_map_every_old_key_command_flag_file_and_column():
+    doc = (Path(__file__).parents[1] / "docs" / "migrating.md").read_text()
+    old = yaml.safe_load((DATA / "config.yaml").read_text())
+    missing = [k for k in flat_keys(old) if f"`{k}`" not in doc]
+    for cmd, flags in OLD_CLI.items():
+        rows = [ln for ln in doc.splitlines() if ln.startswith(f"| `{cmd}")]
+        assert rows, cmd
+        missing += [f"{cmd} {f}" for f in flags if f not in doc]
+    section = doc.split("### `tiles.parquet` columns")[1].split("\n### ")[0]
+    first_cells = " ".join(ln.split("|")[1] for ln in section.splitlines()
+                           if ln.startswith("| `"))
+    missing += [c for c in OLD_INDEX if f"`{c}`" not in first_cells]
+    missing += [t for t in old["storage"]["layout"].values() if Path(t).name not in doc]
+    for name in ("ais_overpass_{tile}.parquet", "ops.db", "manifests/dataset_manifest.json",
+                 "logs/run.log", "plan/overpass_schedule.csv", "ais_observations"):
+        if name not in doc:
+            missing.append(name)
+    assert not missing, missing
+    assert "s2xr migrate-config" in doc and "20210701_185151" in doc
