@@ -118,15 +118,20 @@ def prune(config_path: str | None, out: str | None, ais_path: str | None, time_t
 @click.command("publish-stac")
 @config_option
 @click.option("--out", default=None, help="Dataset root (overrides storage.root).")
-@click.option("--absolute", is_flag=True, help="Absolute hrefs instead of relative ones.")
-@click.option("--base-url", default=None, help="Root URL for absolute hrefs.")
+@click.option("--absolute", is_flag=True, help="Absolute hrefs (links and assets, in the "
+              "catalog and the stac-geoparquet) instead of relative ones: local paths, or "
+              "URLs with --base-url.")
+@click.option("--base-url", default=None, help="With --absolute: the URL the dataset root "
+              "is served at (every href becomes URL/ + the file's path under the root).")
 def publish_stac_cmd(config_path: str | None, out: str | None, absolute: bool,
                      base_url: str | None) -> None:
-    """Write a STAC catalog of the chips (one collection per tile) and stac-geoparquet."""
+    """Write a STAC catalog of the chips (one collection per tile) and stac-geoparquet;
+    relative hrefs by default, so the dataset can move."""
     cfg = resolve_config(config_path, out=out)
     cat = publish_stac(cfg.storage.root, absolute=absolute, base_url=base_url)
     n = validate_stac(cat)
-    gpq = write_stac_geoparquet(cfg.storage.root)
+    gpq = write_stac_geoparquet(cfg.storage.root, absolute=absolute, base_url=base_url,
+                                catalog=cat)
     click.echo(f"STAC catalog {cat} ({n} documents valid against the core STAC schemas)")
     click.echo(f"stac-geoparquet {gpq}")
 

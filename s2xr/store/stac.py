@@ -1,16 +1,24 @@
 """Publish the chips as a STAC catalog and as stac-geoparquet; validate it offline.
 
 ``publish_stac(root)`` → ``{root}/stac/catalog.json``: one Collection per tile, one Item
-per passed chip with ``data`` (COG), ``thumbnail`` (JPG) and ``metadata`` (JSON) assets,
-relative hrefs (self-contained, movable) or absolute ones. ``validate_stac`` checks every
-file against the core STAC 1.1 JSON schemas shipped inside pystac (no network); extension
-schemas are not available offline and are not checked.
+per passed chip with ``data`` (COG), ``thumbnail`` (JPG) and ``metadata`` (JSON) assets.
+``write_stac_geoparquet(root)`` → ``{root}/indexes/chips.stac.parquet``: the same items, each
+with its ``collection`` and ``collection`` / ``root`` links to the JSON catalog.
+
+Hrefs (links and assets, in both): relative by default, so the dataset can be moved or
+copied as a whole — in the JSON, relative to the document (as STAC says); in the
+stac-geoparquet file, relative to the parquet file (``Path(parquet).parent / href``).
+``absolute=True`` writes absolute local paths; ``absolute=True, base_url=URL`` writes URLs
+for a dataset root served at ``URL`` (``URL/stac/catalog.json``, ``URL/chips/…/x.tif``).
+``validate_stac`` checks every file against the core STAC 1.1 JSON schemas shipped inside
+pystac (no network); extension schemas are not available offline and are not checked.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +26,7 @@ from typing import Any
 import pandas as pd
 import pystac
 
+from s2xr.errors import InputError
 from s2xr.store.index import read_index
 from s2xr.store.layout import DatasetLayout, atomic_write
 
@@ -26,8 +35,12 @@ log = logging.getLogger(__name__)
 PROJ_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 
 
+def _collection_id(tile: str) -> str:
+    return f"s2xr-chips-{tile}"
+
+
 def chip_item(row: Any, root: Path) -> pystac.Item:
-    """A STAC Item for one index row (a passed chip)."""
+    """A STAC Item for one index row (a passed chip); asset hrefs absolute local paths."""
     geom = row.geometry
     when = pd.Timestamp(row.scene_datetime).to_pydatetime()
     tif = root / row.path
@@ -47,7 +60,7 @@ def chip_item(row: Any, root: Path) -> pystac.Item:
     }
     item = pystac.Item(id=row.chip_id, geometry=geom.__geo_interface__,
                        bbox=list(geom.bounds), datetime=when, properties=props,
-                       stac_extensions=[PROJ_EXT])
+                       stac_extensions=[PROJ_EXT], collection=_collection_id(row.tile_id))
     item.add_asset("data", pystac.Asset(str(tif), media_type=pystac.MediaType.COG,
                                         roles=["data"], title="reflectance (float32)"))
     item.add_asset("thumbnail", pystac.Asset(str(tif.with_suffix(".jpg")),
@@ -59,19 +72,36 @@ def chip_item(row: Any, root: Path) -> pystac.Item:
     return item
 
 
+def _url(base_url: str, root: Path, path: Path) -> str:
+    """The URL of a file under the dataset root served at ``base_url``."""
+    return f"{base_url.rstrip('/')}/{path.relative_to(root).as_posix()}"
+
+
+def _passed(root: Path) -> Any:
+    index = read_index(root)
+    return index.loc[index["qa_pass"].astype(bool)]
+
+
 def publish_stac(root: str | Path, *, out: str | Path | None = None,
                  absolute: bool = False, base_url: str | None = None) -> Path:
-    """Write the chip catalog; returns the catalog.json path. Relative hrefs by default."""
+    """Write the chip catalog; returns the catalog.json path. Relative hrefs by default;
+    ``absolute``: absolute local paths, or URLs under ``base_url`` (the dataset root's URL;
+    the catalog must then lie under the root)."""
     root = Path(root).resolve()
     out = Path(out).resolve() if out else DatasetLayout(root).stac
-    index = read_index(root)
-    passed = index.loc[index["qa_pass"].astype(bool)]
+    if base_url and not absolute:
+        raise InputError("publish-stac: --base-url needs --absolute (relative hrefs need no "
+                         "base URL)")
+    if base_url and not out.is_relative_to(root):
+        raise InputError(f"publish-stac: with a base URL the catalog must lie under the "
+                         f"dataset root {root} (it is served from there), not {out}")
+    passed = _passed(root)
     cat = pystac.Catalog(id="s2xr-chips", description="Sentinel-2 L2A ship chips (s2xr)",
                          title="s2xr chips")
     for tile, rows in passed.groupby("tile_id"):
         items = [chip_item(r, root) for r in rows.itertuples()]
         col = pystac.Collection(
-            id=f"s2xr-chips-{tile}", description=f"s2xr ship chips of tile {tile}",
+            id=_collection_id(str(tile)), description=f"s2xr ship chips of tile {tile}",
             extent=pystac.Extent(
                 pystac.SpatialExtent([list(rows.total_bounds)]),
                 pystac.TemporalExtent([[pd.Timestamp(rows.scene_datetime.min()).to_pydatetime(),
@@ -82,12 +112,17 @@ def publish_stac(root: str | Path, *, out: str | Path | None = None,
         cat.add_child(col)
     tmp = out.with_name(out.name + "_tmp")  # no dot: pystac would take it for a file
     shutil.rmtree(tmp, ignore_errors=True)
-    kind = pystac.CatalogType.ABSOLUTE_PUBLISHED if absolute else \
-        pystac.CatalogType.SELF_CONTAINED
-    cat.normalize_hrefs(base_url or str(tmp))
-    if not absolute:
-        cat.make_all_asset_hrefs_relative()
-    cat.save(catalog_type=kind, dest_href=str(tmp))
+    if base_url:
+        cat.normalize_hrefs(_url(base_url, root, out))
+        for item in cat.get_items(recursive=True):
+            for asset in item.assets.values():
+                asset.href = _url(base_url, root, Path(asset.href))
+    else:
+        cat.normalize_hrefs(str(tmp))
+        if not absolute:
+            cat.make_all_asset_hrefs_relative()
+    cat.save(catalog_type=pystac.CatalogType.ABSOLUTE_PUBLISHED if absolute else
+             pystac.CatalogType.SELF_CONTAINED, dest_href=str(tmp))
     if absolute and base_url is None:  # hrefs were made under tmp: rewrite to the final dir
         for f in tmp.rglob("*.json"):
             f.write_text(f.read_text().replace(str(tmp), str(out)))
@@ -98,15 +133,35 @@ def publish_stac(root: str | Path, *, out: str | Path | None = None,
     return out / DatasetLayout.STAC_CATALOG
 
 
-def write_stac_geoparquet(root: str | Path, path: str | Path | None = None) -> Path:
-    """The chip items as stac-geoparquet (via rustac), for DuckDB/GeoPandas users."""
+def write_stac_geoparquet(root: str | Path, path: str | Path | None = None, *,
+                          absolute: bool = False, base_url: str | None = None,
+                          catalog: str | Path | None = None) -> Path:
+    """The chip items as stac-geoparquet (via rustac), for DuckDB/GeoPandas users: each
+    item with its ``collection`` and links to its collection and the root of the JSON
+    catalog (``catalog``, default ``{root}/stac/catalog.json``). Hrefs as for
+    :func:`publish_stac`; relative ones are relative to the parquet file."""
     import rustac
 
     root = Path(root).resolve()
-    path = Path(path) if path else DatasetLayout(root).stac_geoparquet
-    index = read_index(root)
-    items = [chip_item(r, root).to_dict() for r in
-             index.loc[index["qa_pass"].astype(bool)].itertuples()]
+    layout = DatasetLayout(root)
+    path = Path(path).resolve() if path else layout.stac_geoparquet
+    cat = Path(catalog).resolve() if catalog else layout.stac_catalog
+
+    def href(p: Path) -> str:
+        if base_url:
+            return _url(base_url, root, p)
+        return str(p) if absolute else os.path.relpath(p, path.parent).replace(os.sep, "/")
+
+    items = []
+    for r in _passed(root).itertuples():
+        item = chip_item(r, root)
+        for asset in item.assets.values():
+            asset.href = href(Path(asset.href))
+        d = item.to_dict(include_self_link=False, transform_hrefs=False)
+        col = cat.parent / _collection_id(r.tile_id) / "collection.json"
+        d["links"] = [{"rel": "collection", "href": href(col), "type": "application/json"},
+                      {"rel": "root", "href": href(cat), "type": "application/json"}]
+        items.append(d)
     import asyncio
 
     async def _write(dest: str) -> None:  # rustac's writer is a coroutine
