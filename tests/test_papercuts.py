@@ -278,3 +278,77 @@ def test_demo_names_passed_chips_with_files_and_index_rows(small_dataset, tmp_pa
             "2 of the passed are new this run") in res.output
     assert "chips on disk" not in res.output
     assert f"dataset:          {root.resolve()}" in res.output
+
+
+# --------------------------------------------------------------------------- 8. environment
+
+def _name(requirement: str) -> str:
+    """The normalised distribution name of ``numpy>=2.0``, ``dask[array]>=1``, ``a=1.2``."""
+    import re
+
+    name = re.split(r"[\s\[=<>!~;]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _environment() -> tuple[dict[str, str], dict[str, str]]:
+    """environment.yml: ({name: spec} from conda-forge, {name: spec} from pip)."""
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    conda, pip = {}, {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            pip.update({_name(d): d for d in dep["pip"] if not d.startswith("-")})
+        else:
+            conda[_name(dep)] = dep
+    return conda, pip
+
+
+def test_environment_yml_names_exactly_pyprojects_packages():
+    """The conda route installs every package `make` does (dependencies and the dashboard,
+    ml and test extras) and nothing pyproject.toml does not name (python and pip aside)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r) for r in project["dependencies"]}
+    for extra in ("dashboard", "ml", "test"):
+        wanted |= {_name(r) for r in project["optional-dependencies"][extra]}
+    conda, pip = _environment()
+    have = set(conda) | set(pip)
+    assert not set(conda) & set(pip), "a package both from conda-forge and pip"
+    assert sorted(wanted - have) == [], "missing from environment.yml"
+    assert sorted(have - wanted - {"python", "pip"}) == [], "not in pyproject.toml"
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"]
+    assert "-e ." in next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
+
+
+def test_environment_yml_pins_equal_constraints():
+    """Every exact pin in environment.yml is constraints.txt's version (what `make` installs
+    and the suite passes with); python is the constraints' interpreter series."""
+    import re
+
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==", 1)
+            pins[_name(name)] = version.split(";")[0].strip()
+    conda, pip = _environment()
+    checked = 0
+    for name, spec in {**conda, **pip}.items():
+        m = re.fullmatch(r"[^=<>!~\s]+\s*==?\s*([\w.]+)", spec.split("#")[0].strip())
+        if m is None or name == "python":
+            continue
+        assert pins.get(name) == m.group(1), f"{spec}: constraints.txt has {pins.get(name)}"
+        checked += 1
+    assert checked >= 5
+    assert conda["python"] == "python=3.11"
+
+
+def test_install_docs_name_routes_that_exist():
+    """README names the conda route and a plain pip install from a clone beside make;
+    docs/training.md no longer says `pip install s2xr[ml]` (no index serves s2xr)."""
+    readme = (REPO / "README.md").read_text()
+    assert "conda env create -f environment.yml" in readme
+    assert 'pip install -c constraints.txt -e ".[test,dashboard,ml]"' in readme
+    training = (REPO / "docs" / "training.md").read_text()
+    assert "pip install s2xr[ml]" not in training
+    assert '-e ".[ml]"' in training
