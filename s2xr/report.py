@@ -21,7 +21,7 @@ import pandas as pd
 
 from s2xr.splits import leakage_report
 from s2xr.store.index import read_index
-from s2xr.store.layout import DatasetLayout, atomic_write_text
+from s2xr.store.layout import DatasetLayout, atomic_write_text, chip_stem
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,9 @@ def write_qa_report(root: str | Path, *, gallery: int = 24,
                      sorted(s.reasons.items(), key=lambda kv: -kv[1])) + "</table>")
     cells = []
     for r in idx.loc[idx["qa_pass"].astype(bool)].head(gallery).itertuples():
-        jpg = (root / r.path).with_suffix(".jpg")
+        # the quicklook sits beside the chip's files whether or not a GeoTIFF was written
+        jpg = chip_stem(root, str(r.split), int(r.mmsi), r.scene_datetime,
+                        str(r.chip_id)).with_suffix(".jpg")
         if jpg.is_file():
             data = base64.b64encode(jpg.read_bytes()).decode()
             cells.append(f'<figure><img src="data:image/jpeg;base64,{data}" width="128">'

@@ -61,8 +61,9 @@ def chip_item(row: Any, root: Path) -> pystac.Item:
     item = pystac.Item(id=row.chip_id, geometry=geom.__geo_interface__,
                        bbox=list(geom.bounds), datetime=when, properties=props,
                        stac_extensions=[PROJ_EXT], collection=_collection_id(row.tile_id))
-    item.add_asset("data", pystac.Asset(str(tif), media_type=pystac.MediaType.COG,
-                                        roles=["data"], title="reflectance (float32)"))
+    if str(row.path).endswith(".tif"):  # no GeoTIFF with storage.write_geotiff off
+        item.add_asset("data", pystac.Asset(str(tif), media_type=pystac.MediaType.COG,
+                                            roles=["data"], title="reflectance (float32)"))
     item.add_asset("thumbnail", pystac.Asset(str(tif.with_suffix(".jpg")),
                                              media_type=pystac.MediaType.JPEG,
                                              roles=["thumbnail"], title="quicklook"))

@@ -101,9 +101,10 @@ def _index_rows(block: xr.Dataset, plan: pd.DataFrame, root: Path, bands: list[s
     paths = []
     for row, ok in zip(p.itertuples(), qa["qa_pass"], strict=True):
         stem = chip_stem(root, row.split, row.mmsi, row.scene_datetime, row.chip_id)
-        # the chip's GeoTIFF; none for rejected chips or with storage.write_geotiff off
-        paths.append(str(stem.with_suffix(".tif").relative_to(root))
-                     if ok and with_geotiff else None)
+        # the chip's GeoTIFF, or its JSON record with storage.write_geotiff off (the
+        # quicklook and sidecars sit beside either); none for rejected chips
+        paths.append(str(stem.with_suffix(".tif" if with_geotiff else ".json")
+                         .relative_to(root)) if ok else None)
     overpass = p["overpass_time"] if "overpass_time" in p else p["scene_datetime"]
     df = pd.DataFrame({
         "chip_id": p["chip_id"], "path": paths, "mmsi": p["mmsi"].astype("int64"),
