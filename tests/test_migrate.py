@@ -265,6 +265,9 @@ def test_every_layout_reads_as_the_same_fixes(layouts, fixes):
     assert len(aisdb.rejects) == 1  # the broken time; the base station is not a position
     bad = aisdb.rejects.iloc[0]
     assert (bad.row, bad.field, bad.value) == (N_SHIPS + 2, "time", "2021070_183245")
+    small = read_ais_table(layouts["aisdb"], chunk_rows=2)  # static rows in other chunks
+    pd.testing.assert_frame_equal(small.points, aisdb.points)
+    pd.testing.assert_frame_equal(small.rejects, aisdb.rejects)
 
 
 @pytest.fixture(scope="module")

@@ -194,7 +194,7 @@ class _MessageSplit:
         self._chunks = chunks
         self._type, self._time = names.get("message_type"), names.get("time")
         self.static: list[pd.DataFrame] = []
-        self.kept: list[np.ndarray] = []
+        self.kept: list[np.ndarray | slice] = []  # per chunk: the rows passed on
         self.split = False
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
@@ -211,15 +211,18 @@ class _MessageSplit:
                     if static.any():
                         self.static.append(chunk.loc[static])
                     keep = (mt.isin(POSITION_TYPES) | mt.isna()).to_numpy()
-            self.kept.append(row0 + np.flatnonzero(keep))
+            whole = bool(keep.all())
+            self.kept.append(slice(row0, row0 + len(chunk)) if whole
+                             else row0 + np.flatnonzero(keep))
             row0 += len(chunk)
-            yield chunk if keep.all() else chunk.loc[keep]
+            yield chunk if whole else chunk.loc[keep]
 
     def finish(self, table: AisTable) -> AisTable:
         """``table`` with the file's row numbers and the static reports joined."""
         if not self.split:
             return table
-        rows = np.concatenate(self.kept)
+        rows = np.concatenate([np.arange(k.start, k.stop) if isinstance(k, slice) else k
+                               for k in self.kept])
         points = table.points.set_axis(pd.Index(rows[table.points.index.to_numpy()]))
         rejects = table.rejects.assign(row=rows[table.rejects["row"].to_numpy()])
         if self.static:
