@@ -73,14 +73,14 @@ def _tiles(v: Any, _ctx: Context) -> tuple[dict[str, Any], str]:
 
 def _tle(v: Any, _ctx: Context) -> tuple[dict[str, Any], str]:
     if not v:
-        return {}, "empty: s2xr uses the TLEs it ships"
+        return {}, "empty: s2xr uses the TLEs it ships (planning.tle_path names others)"
     return {"planning.tle_path": str(v)}, ("fetched at every plan; unset planning.tle_path "
                                            "to use the TLEs s2xr ships (offline)")
 
 
 def _esa_csv(v: Any, ctx: Context) -> tuple[dict[str, Any], str]:
     if not v:
-        return {}, "empty: no ESA plan file"
+        return {}, "empty: no ESA plan file (planning.esa_plan_path names one)"
     path = Path(str(v))
     found = path if path.exists() else ctx.base_dir / path
     if not found.exists():
@@ -93,7 +93,7 @@ def _esa_csv(v: Any, ctx: Context) -> tuple[dict[str, Any], str]:
 
 def _esa_url(v: Any, _ctx: Context) -> tuple[dict[str, Any], str]:
     if not v:
-        return {}, "empty: nothing to download"
+        return {}, "empty: nothing to download (planning.esa_plan_urls lists plan URLs)"
     return {"planning.esa_plan_urls": [str(v)]}, "fetched when planning; a failed download warns"
 
 
@@ -215,7 +215,7 @@ def _layout(name: str, path: str) -> Rule:
 
 
 def _alert_url(v: Any, _ctx: Context) -> tuple[dict[str, Any], str]:
-    return {}, ("empty: no alert" if not v else
+    return {}, ("empty: no alert (s2xr qa-report --alert-url URL sends one)" if not v else
                 "not a config key in s2xr: s2xr qa-report --alert-url URL")
 
 
