@@ -97,3 +97,24 @@ def test_recover_marks_dead_runs_interrupted(tmp_path):
     assert set(j.state) == {"failed"} and set(j.reason) == {"interrupted (process died)"}
     with connect(store.path) as c:
         assert c.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+
+
+def test_a_foreign_database_is_refused_not_migrated(tmp_path):
+    """The predecessor's ops.db as ops.db_path: a clear StorageError, the file untouched."""
+    import shutil
+    import sqlite3 as sq
+    from pathlib import Path
+
+    import pytest as _pytest
+
+    from s2xr.errors import StorageError
+    from s2xr.ops.db import connect
+
+    db = tmp_path / "ops.db"
+    shutil.copy(Path(__file__).parent / "data" / "predecessor" / "ops.db", db)
+    before = db.read_bytes()
+    with _pytest.raises(StorageError, match=r"not an s2xr ops DB.*--ais ops.db"), connect(db):
+        pass
+    assert db.read_bytes() == before
+    with sq.connect(db) as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 0

@@ -121,6 +121,7 @@ def migrate(conn: sqlite3.Connection) -> int:
             if version > SCHEMA_VERSION:
                 raise StorageError(f"ops DB schema v{version} is newer than this s2xr "
                                    f"(v{SCHEMA_VERSION}); upgrade s2xr")
+            _refuse_foreign(conn)
             for v in range(version, SCHEMA_VERSION):
                 for stmt in _statements(MIGRATIONS[v]):
                     conn.execute(stmt)
@@ -133,6 +134,20 @@ def migrate(conn: sqlite3.Connection) -> int:
     finally:
         conn.isolation_level = previous
     return SCHEMA_VERSION
+
+
+def _refuse_foreign(conn: sqlite3.Connection) -> None:
+    """Raise when the database has tables but no s2xr schema version (another tool's)."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] != 0:
+        return
+    foreign = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY name")]
+    if foreign:
+        raise StorageError(
+            f"this database has tables {foreign} but no s2xr schema version: not an s2xr "
+            "ops DB (the predecessor's ops.db?). Point ops.db_path at a new file; read its "
+            "AIS with `--ais ops.db` (docs/migrating.md)")
 
 
 def _set_wal(conn: sqlite3.Connection) -> None:
@@ -160,10 +175,17 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
         raise StorageError(f"cannot open ops DB {path}: {exc}") from exc
     try:
         conn.row_factory = sqlite3.Row
+        try:
+            _refuse_foreign(conn)  # before WAL mode rewrites the file's header
+        except StorageError as exc:
+            raise StorageError(f"ops DB {path}: {exc}") from exc
         _set_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        migrate(conn)
+        try:
+            migrate(conn)
+        except StorageError as exc:
+            raise StorageError(f"ops DB {path}: {exc}") from exc
         yield conn
     finally:
         conn.close()
