@@ -59,6 +59,9 @@ def print_run_result(res: RunResult) -> None:
     if res.schedule_path:
         click.echo(f"\nschedule: {res.schedule_path}")
     click.echo(f"dataset:  {res.root.resolve()}")
+    if res.exit_code:
+        click.echo(f"exit status {res.exit_code}: {res.n_windows_missed} capture window(s) "
+                   "missed, their AIS is lost (see 'missed' above; docs/runbook.md)")
 
 
 @click.command("run")
@@ -77,6 +80,12 @@ def print_run_result(res: RunResult) -> None:
               "directly instead of capturing through the replay server.")
 @click.option("--days", type=click.IntRange(min=1), default=None,
               help="Prediction horizon in days.")
+@click.option("--tiles", default=None, help="Comma-separated MGRS tiles to plan "
+              "(overrides planning.tiles), e.g. 31UET,30STE.")
+@click.option("--capture-ahead-min", type=click.FloatRange(min=0), default=30.0,
+              show_default=True, help="Real services: capture the windows starting within "
+              "this many minutes (keep it at least the interval between batches); later "
+              "ones are left for a later batch.")
 @click.option("--start", default=None, help="Planning start date (default: today; the "
               "embedded world's first scene day).")
 @click.option("--continuous", is_flag=True, help="Run cycles until SIGTERM / Ctrl-C.")
@@ -88,19 +97,23 @@ def print_run_result(res: RunResult) -> None:
 @scheduler_option
 def run(config_path: str | None, out: str | None, max_ships: int | None,
         max_chips: int | None, bind_chips_to_ships: bool, include_swir: bool | None,
-        restrict_to_schedule: bool, dry_run_ais: bool, days: int | None, start: str | None,
-        continuous: bool, interval_min: float, max_cycles: int | None,
-        scheduler: str | None) -> None:
+        restrict_to_schedule: bool, dry_run_ais: bool, days: int | None, tiles: str | None,
+        capture_ahead_min: float, start: str | None, continuous: bool, interval_min: float,
+        max_cycles: int | None, scheduler: str | None) -> None:
     """Predict overpasses, capture AIS in their windows, then (after the L2A lag) chip.
 
     With stac.api_url: null (configs/demo.yaml) everything runs on the embedded offline
     world, its STAC API and the AIS replay server, started and stopped by this command.
+    Exit status 0; 3 when capture windows were missed (the summary says why); 2 when the
+    run cannot start (no tiles, no AISSTREAM_API_KEY for a live capture, a bad config).
     """
     cfg = resolve_config(config_path, out=out)
     opts = RunOptions(max_ships=max_ships, max_chips=max_chips,
                       bind_chips_to_ships=bind_chips_to_ships, include_swir=include_swir,
                       restrict_to_schedule=restrict_to_schedule, dry_run_ais=dry_run_ais,
-                      scheduler=scheduler, days=days,
+                      scheduler=scheduler, days=days, capture_ahead_min=capture_ahead_min,
+                      tiles=tuple(t.strip() for t in tiles.split(",") if t.strip())
+                      if tiles else None,
                       start=pd.Timestamp(start, tz="UTC") if start else None)
     control = RunControl()
     with stop_on_signals(control), run_progress_bar(control):
@@ -113,3 +126,5 @@ def run(config_path: str | None, out: str | None, max_ships: int | None,
         print_run_result(res)
     if control.stopped:
         click.echo(f"stopped cleanly after {len(results)} cycle(s); re-run to resume")
+    elif results and results[-1].exit_code:
+        raise SystemExit(results[-1].exit_code)

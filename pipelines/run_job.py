@@ -14,6 +14,7 @@ window is in the ops DB (:mod:`s2xr.ops.windows`), so a stopped run resumes wher
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,19 @@ import pandas as pd
 from pipelines import run_stages as stages
 from pipelines.chip_job import run_chip_job
 from pipelines.run_stages import ChipJob, Predictor, predict_schedule
-from pipelines.run_types import STAGES, RunControl, RunOptions, RunResult
+from pipelines.run_types import EXIT_MISSED, STAGES, RunControl, RunOptions, RunResult
 from pipelines.services import Services, serve_embedded_stac, services, uses_embedded_world
 from s2xr.config import Config, with_overrides
 from s2xr.errors import InputError
 from s2xr.ops import JobStore
 from s2xr.ops.windows import WindowStore
+from s2xr.planning.schedule import parse_tiles
 from s2xr.store.consistency import dataset_lock
 from s2xr.store.layout import DatasetLayout, ensure_writable
 
-__all__ = ["STAGES", "RunControl", "RunOptions", "RunResult", "predict_schedule",
-           "run_batch", "run_continuous", "serve_embedded_stac", "uses_embedded_world"]
+__all__ = ["EXIT_MISSED", "STAGES", "RunControl", "RunOptions", "RunResult", "check_runnable",
+           "predict_schedule", "run_batch", "run_continuous", "serve_embedded_stac",
+           "uses_embedded_world"]
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +65,40 @@ def run_batch(cfg: Config, opts: RunOptions | None = None, *,
     if sections:
         cfg = with_overrides(cfg, sections, source="run options")
     root = Path(cfg.storage.root)
+    check_runnable(cfg, opts, plans=predictor is predict_schedule)
     ensure_writable(root)
-    if opts.dry_run_ais and not uses_embedded_world(cfg):
-        raise InputError("--dry-run-ais uses synthetic AIS and exists only for the embedded "
-                         "world (stac.api_url: null); capture real AIS instead")
     # the dataset lock covers the whole run (plan/, ais/, capture windows, chips), not
     # just its chip stage: a second run on the same root is refused before it captures
     with dataset_lock(root, reentrant=True):
         return _run_batch_locked(cfg, opts, control, root, now, predictor, chip_job)
+
+
+def check_runnable(cfg: Config, opts: RunOptions, *, plans: bool = True) -> None:
+    """Refuse, before anything starts, a run that cannot succeed: synthetic AIS outside the
+    embedded world, a horizon under a day, and on real services no tiles (when ``plans``:
+    the run's own planner needs them) or no ``AISSTREAM_API_KEY`` for the live capture.
+    Raises :class:`InputError` naming the fix."""
+    if opts.dry_run_ais and not uses_embedded_world(cfg):
+        raise InputError("--dry-run-ais uses synthetic AIS and exists only for the embedded "
+                         "world (stac.api_url: null); capture real AIS instead")
+    if opts.days is not None and opts.days < 1:
+        raise InputError(f"--days must be 1 or more (got {opts.days})")
+    if opts.capture_ahead_min < 0:
+        raise InputError(f"--capture-ahead-min must be 0 or more (got {opts.capture_ahead_min})")
+    if uses_embedded_world(cfg):
+        return
+    tiles = opts.tiles or cfg.planning.tiles
+    if plans and not tiles:
+        raise InputError("planning.tiles: no tiles to plan for; list MGRS tiles in the "
+                         "config (planning: {tiles: [31UET, 30STE]}) or pass --tiles "
+                         "31UET,30STE (see docs/real-data.md, 'Choose tiles')")
+    if tiles:
+        parse_tiles(tiles)  # a TileError names every bad ID
+    if cfg.ais.api_key is None:
+        raise InputError(f"no AISSTREAM_API_KEY: a run on real services captures AIS live "
+                         f"from {cfg.ais.url}; set AISSTREAM_API_KEY in the environment or in "
+                         "a .env file in the working directory (see docs/real-data.md); "
+                         "nothing was started")
 
 
 def _run_batch_locked(cfg: Config, opts: RunOptions, control: RunControl, root: Path,
@@ -92,8 +121,9 @@ def _run_batch_locked(cfg: Config, opts: RunOptions, control: RunControl, root: 
         raise
     result.stopped = control.stopped
     jobs.end_run(run_id, "interrupted" if result.stopped else "done",
-                 {"windows": result.n_windows, "chipped": result.n_windows_chipped,
-                  "queued": result.n_windows_queued,
+                 {"windows": result.n_windows, "captured": result.n_windows_captured,
+                  "missed": result.missed_reasons, "later": result.n_windows_later,
+                  "chipped": result.n_windows_chipped, "queued": result.n_windows_queued,
                   "passed": result.chip.n_passed if result.chip else 0})
     control.set_stage("stopped" if result.stopped else "done",
                       f"{result.chip.n_passed if result.chip else 0} new chip(s) passed")
@@ -132,6 +162,10 @@ def run_continuous(cfg: Config, opts: RunOptions | None = None, *, interval_min:
     ``max_cycles``). Each cycle re-plans, captures the windows that are due, and chips the
     windows whose lag has passed; the window states in the ops DB make it resumable."""
     control = control or RunControl()
+    opts = opts or RunOptions()
+    # a cycle captures what starts before the next one begins
+    opts = replace(opts, capture_ahead_min=max(opts.capture_ahead_min, interval_min))
+    check_runnable(cfg, opts)
     results: list[RunResult] = []
     cycle = 0
     root = Path(cfg.storage.root)

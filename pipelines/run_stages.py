@@ -44,7 +44,7 @@ def predict_schedule(cfg: Config, opts: RunOptions, world: Any,
     from s2xr.planning import predict_overpasses, write_schedule
 
     p = cfg.planning
-    tiles = list(p.tiles)
+    tiles = list(opts.tiles or p.tiles)
     mode = p.mode
     days = opts.days or p.prediction_days
     start = opts.start
@@ -59,10 +59,16 @@ def predict_schedule(cfg: Config, opts: RunOptions, world: Any,
             log.info("embedded world: planning mode backfill over %s + %d day(s)",
                      start.date(), days)
     if not tiles:
-        raise InputError("planning.tiles: no tiles to plan for; list MGRS tiles (e.g. "
-                         "[30STF, 39QTA]) in the config")
-    start = start if start is not None else now.floor("D")
-    schedule = predict_overpasses(tiles, start, days, p, mode=mode)
+        raise InputError("planning.tiles: no tiles to plan for; list MGRS tiles in the "
+                         "config (planning: {tiles: [31UET, 30STE]}) or pass --tiles")
+    if start is None:  # real services: the passes still to come (a window open now too)
+        start = now
+        schedule = predict_overpasses(tiles, now.floor("D"), days + 1, p, mode=mode)
+        ends = pd.to_datetime(schedule["end_time_utc"], utc=True)
+        schedule = schedule.loc[(ends > now) & (ends <= now + pd.Timedelta(days=days))]
+        schedule = schedule.reset_index(drop=True)
+    else:
+        schedule = predict_overpasses(tiles, start, days, p, mode=mode)
     write_schedule(schedule, DatasetLayout.of(cfg).root)
     return schedule
 
@@ -108,11 +114,15 @@ async def _capture_replay(cfg: Config, services: Services, schedule: pd.DataFram
     return res
 
 
+#: a captured segment: (start, end, tiles or None for every tile, whether it connected)
+Segment = tuple[pd.Timestamp, pd.Timestamp, tuple[str, ...] | None, bool]
+
+
 async def _capture_live(cfg: Config, schedule: pd.DataFrame, now: pd.Timestamp,
-                        horizon_end: pd.Timestamp, control: RunControl, *,
-                        restrict: bool = True) -> Any:
-    """Capture ``ais.url`` during the schedule windows that end after ``now`` and start
-    before ``horizon_end`` (blocks until the last of them ends or a stop request).
+                        control: RunControl, *, restrict: bool = True) -> list[Segment]:
+    """Capture ``ais.url`` during the ``schedule`` windows that end after ``now`` (blocks
+    until the last of them ends or a stop request) → the segments captured, each with
+    whether a connection to the stream was made during it.
 
     ``restrict``: subscribe to the active windows' tile boxes only during the windows;
     otherwise capture ``ais.boxes`` (else the world) from now until the last window ends."""
@@ -120,10 +130,9 @@ async def _capture_live(cfg: Config, schedule: pd.DataFrame, now: pd.Timestamp,
     from s2xr.ais.schedule import capture_segments_from
     from s2xr.ais.storage import AisStore
 
-    segments = [(a, b, t) for a, b, t in capture_segments_from(
-        schedule, pad_s=cfg.ais.schedule_pad_s) if b > now and a < horizon_end]
+    segments = capture_segments_from(schedule, now=now, pad_s=cfg.ais.schedule_pad_s)
     if not segments:
-        return None
+        return []
     settings = CaptureSettings.from_config(cfg.ais)
     host = settings.url.split("://", 1)[-1].split("/", 1)[0]
     store = AisStore(DatasetLayout.of(cfg).root, xlsx=cfg.ais.write_xlsx, source=host)
@@ -135,13 +144,91 @@ async def _capture_live(cfg: Config, schedule: pd.DataFrame, now: pd.Timestamp,
         capture.request_stop()
 
     watcher = asyncio.create_task(watch_stop())
+    out: list[Segment] = []
     try:
         if not restrict:
-            return await capture.run(max(b for _, b, _ in segments))
-        return await capture_segments(capture, segments)
+            end = max(b for _, b, _ in segments)
+            await capture.run(end)
+            return [(segments[0][0], end, None, capture.result.connections > 0)]
+        for seg in segments:
+            if control.stopped:
+                break
+            before = capture.result.connections
+            await capture_segments(capture, [seg])
+            out.append((seg[0], seg[1], seg[2], capture.result.connections > before))
+        return out
     finally:
         watcher.cancel()
         store.close()
+        log.info("AIS capture: %s", capture.result.summary())
+
+
+def due_for_capture(windows: pd.DataFrame, now: pd.Timestamp, ahead_min: float
+                    ) -> pd.DataFrame:
+    """The windows (ending after ``now``) a batch captures: those starting within
+    ``ahead_min`` minutes, and each next one starting within ``ahead_min`` of the end of
+    one already taken — so a batch every ``ahead_min`` minutes or more often (cron, a
+    continuous run) leaves no window between two batches."""
+    ahead = pd.Timedelta(minutes=ahead_min)
+    horizon = now + ahead
+    keep = []
+    for w in windows.sort_values("start_time").itertuples():
+        if w.start_time <= horizon:
+            keep.append(w.Index)
+            horizon = max(horizon, w.end_time + ahead)
+    return windows.loc[keep]
+
+
+NOT_CAPTURING = "ended while no s2xr run was capturing"
+
+
+def _capture_real(services: Services, opts: RunOptions, schedule: pd.DataFrame,
+                  todo: pd.DataFrame, windows: WindowStore, control: RunControl,
+                  result: RunResult, now: pd.Timestamp) -> None:
+    """The real-service capture: windows that already ended are missed; the due ones
+    (:func:`due_for_capture`) are captured live, each ``captured`` once it ended if the
+    stream was reached during it, else ``missed``; later ones stay ``planned``."""
+    cfg = services.cfg
+    stale = windows.windows(["planned"])
+    stale = stale.loc[stale["end_time"] <= now]
+    windows.set_state(stale["window_id"], "missed")
+    result.missed(NOT_CAPTURING, len(stale))
+    live = todo.loc[todo["end_time"] > now]
+    due = due_for_capture(live, now, opts.capture_ahead_min)
+    result.n_windows_later = len(live) - len(due)
+    if due.empty:
+        return
+    rows = schedule.loc[window_ids(schedule).isin(set(due["window_id"])).to_numpy()]
+    segs = asyncio.run(_capture_live(cfg, rows, now, control,
+                                     restrict=opts.restrict_to_schedule))
+    clock = pd.Timestamp.now(tz="UTC")
+    ended = due.loc[due["end_time"] <= clock]  # a stop leaves the others planned
+    layout = DatasetLayout.of(cfg)
+    points = _captured_points(layout.root)
+    host = cfg.ais.url.split("://", 1)[-1].split("/", 1)[0]
+    for w in ended.itertuples():
+        reached = any(ok for a, b, tiles, ok in segs if a < w.end_time and b > w.start_time
+                      and (tiles is None or w.tile_id in tiles))
+        if not reached:
+            windows.set_state([w.window_id], "missed")
+            result.missed(f"no connection to {host} during the window (network, ais.url; "
+                          "see the log)", 1)
+            continue
+        n = len(_points_in_windows(points, ended.loc[[w.Index]])) if len(points) else 0
+        windows.set_state([w.window_id], "captured", ais_path=str(layout.ais_observations),
+                          n_points=n)
+        result.n_windows_captured += 1
+        if not n:
+            result.notes.append(f"window {w.window_id}: captured, but no AIS position in "
+                                "the tile during it")
+
+
+def _captured_points(root: Path) -> pd.DataFrame:
+    from s2xr.ais.storage import read_capture
+
+    if not DatasetLayout(root).ais_observations.exists():
+        return pd.DataFrame(columns=["time", "tile_id"])
+    return read_capture(root).points
 
 
 def _points_in_windows(points: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:
@@ -190,6 +277,9 @@ def collect(services: Services, opts: RunOptions, schedule: pd.DataFrame,
     wins = wins.loc[wins["window_id"].isin(ids)]
     todo = wins.loc[wins["state"] == "planned"]
     control.set_stage("collect", f"{len(todo)} window(s)")
+    if services.world is None and not opts.dry_run_ais:
+        _capture_real(services, opts, schedule, todo, windows, control, result, now)
+        return True
     if not len(todo):
         return True
     if opts.dry_run_ais:
@@ -200,6 +290,7 @@ def collect(services: Services, opts: RunOptions, schedule: pd.DataFrame,
         atomic_write(path, lambda p: pts.to_parquet(p, index=False))
         windows.set_state(todo["window_id"], "captured", ais_path=str(path),
                           n_points=len(pts))
+        result.n_windows_captured = len(todo)
     elif services.world is not None:
         res = asyncio.run(_capture_replay(cfg, services, schedule, opts, control))
         log.info("replay capture: %s", res.summary())
@@ -207,20 +298,7 @@ def collect(services: Services, opts: RunOptions, schedule: pd.DataFrame,
             return False
         windows.set_state(todo["window_id"], "captured", ais_path=str(layout.ais_observations),
                           n_points=res.positions_stored)
-    else:
-        horizon = now + pd.Timedelta(days=opts.days or cfg.planning.prediction_days)
-        past = todo.loc[todo["end_time"] <= now]
-        if len(past):
-            windows.set_state(past["window_id"], "missed")
-        live = todo.loc[todo["end_time"] > now]
-        if len(live):
-            res = asyncio.run(_capture_live(cfg, schedule, now, horizon, control,
-                                            restrict=opts.restrict_to_schedule))
-            if res is not None:
-                log.info("AIS capture: %s", res.summary())
-            ended = live.loc[live["end_time"] <= pd.Timestamp.now(tz="UTC")]
-            windows.set_state(ended["window_id"], "captured",
-                              ais_path=str(layout.ais_observations))
+        result.n_windows_captured = len(todo)
     return True
 
 
@@ -242,7 +320,6 @@ def lag(cfg: Config, schedule: pd.DataFrame, windows: WindowStore, result: RunRe
             windows.set_state([w.window_id], "queued", chip_after=w.end_time + lag_td)
         log.info("%d window(s) younger than lag_days=%.1f: queued", int(young.sum()),
                  cfg.ops.lag_days)
-    result.n_windows_captured = int((wins["state"] != "planned").sum())
     result.n_windows_queued = int(young.sum())
     return wins.loc[ready_states & ~young]
 

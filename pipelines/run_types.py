@@ -29,7 +29,11 @@ class RunOptions:
     (its scene nearest in time), so ``max_chips`` = ``max_ships``; ``restrict_to_schedule``:
     capture only the schedule tiles' boxes during their windows; ``dry_run_ais``: skip the
     capture and use the embedded world's synthetic AIS directly (embedded world only);
-    ``days``: prediction horizon (default ``planning.prediction_days``)."""
+    ``days``: prediction horizon (default ``planning.prediction_days``); ``tiles``: plan
+    these tiles instead of ``planning.tiles``; ``capture_ahead_min``: on real services a
+    batch captures the windows starting within this many minutes (and those that follow them
+    within as many minutes); later windows are left ``planned`` for a later batch, so keep
+    it at least the interval between batches (cron, ``--continuous``)."""
 
     max_ships: int | None = None
     max_chips: int | None = None
@@ -40,6 +44,8 @@ class RunOptions:
     scheduler: str | None = None
     days: int | None = None
     start: pd.Timestamp | None = None
+    tiles: tuple[str, ...] | None = None
+    capture_ahead_min: float = 30.0
 
 
 class RunControl:
@@ -89,9 +95,16 @@ class RunControl:
             return dict(self._state, stop_requested=self.stop_event.is_set())
 
 
+#: exit status of a run that finished but missed capture windows (see RunResult.exit_code)
+EXIT_MISSED = 3
+
+
 @dataclass
 class RunResult:
-    """What a run did, stage by stage."""
+    """What a run did, stage by stage. Window counts are this run's: ``captured`` (AIS
+    stored during the window), ``missed`` (its AIS is lost; ``missed_reasons`` says why,
+    reason → count), ``later`` (still ``planned``: beyond the capture look-ahead),
+    ``queued`` (captured, L2A not out yet), ``chipped``."""
 
     root: Path
     run_id: str = ""
@@ -99,19 +112,35 @@ class RunResult:
     schedule_path: Path | None = None
     n_windows: int = 0
     n_windows_captured: int = 0
+    n_windows_missed: int = 0
+    n_windows_later: int = 0
     n_windows_queued: int = 0
     n_windows_chipped: int = 0
+    missed_reasons: dict[str, int] = field(default_factory=dict)
     ais_points: int = 0
     ais_provider: str = ""
     chip: ChipJobResult | None = None
     stopped: bool = False
     notes: list[str] = field(default_factory=list)
 
+    def missed(self, reason: str, n: int) -> None:
+        """Count ``n`` windows missed for ``reason``."""
+        if n:
+            self.n_windows_missed += n
+            self.missed_reasons[reason] = self.missed_reasons.get(reason, 0) + n
+
+    @property
+    def exit_code(self) -> int:
+        """0, or :data:`EXIT_MISSED` when windows were missed (their AIS is lost)."""
+        return EXIT_MISSED if self.n_windows_missed else 0
+
     def summary_table(self) -> str:
         rows: list[tuple[str, Any]] = [
             ("world", "embedded (synthetic)" if self.embedded else "real services"),
             ("schedule windows", self.n_windows),
             ("windows captured", self.n_windows_captured),
+            ("windows missed", self.n_windows_missed),
+            ("windows later (planned)", self.n_windows_later),
             ("windows queued (L2A lag)", self.n_windows_queued),
             ("windows chipped", self.n_windows_chipped),
             (f"AIS points ({self.ais_provider or '-'})", self.ais_points)]
@@ -122,4 +151,6 @@ class RunResult:
                      ("passed the gate", c.n_passed), ("chips in index", c.index_rows)]
         rows.append(("stopped early", "yes" if self.stopped else "no"))
         w = max(len(r[0]) for r in rows)
-        return "\n".join(f"  {k:<{w}}  {v!s:>20}" for k, v in rows)
+        lines = [f"  {k:<{w}}  {v!s:>20}" for k, v in rows]
+        lines += [f"  missed: {n} {reason}" for reason, n in self.missed_reasons.items()]
+        return "\n".join(lines)
