@@ -146,7 +146,8 @@ def test_chip_on_the_real_config_against_the_twin(tmp_path, case):
     assert set(zip(idx.mmsi, idx.scene_id, strict=True)) == expect
     assert idx.qa_pass.all() and len(cube.chip) == len(expect) > 0
     if cloudy:  # 38XNF (91 % cloud) is dropped by the config's max_cloud: 60
-        assert "cloud" in res.output
+        assert f"({len(cloudy)} cloud_cover, 0 duplicate dropped)" in res.output
+        assert "[search] no Sentinel-2 item covers this ship" in res.output
     size = cube.sizes["x"]
     for k in range(len(cube.chip)):
         c = cube.isel(chip=k)
