@@ -138,11 +138,18 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 def _refuse_foreign(conn: sqlite3.Connection) -> None:
     """Raise when the database has tables but no s2xr schema version (another tool's)."""
-    if conn.execute("PRAGMA user_version").fetchone()[0] != 0:
-        return
-    foreign = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-        "ORDER BY name")]
+    # one read transaction: another process may commit the first migration in between
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        foreign = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name")] if version == 0 else []
+    finally:
+        if own:
+            conn.execute("COMMIT")
     if foreign:
         raise StorageError(
             f"this database has tables {foreign} but no s2xr schema version: not an s2xr "
