@@ -57,6 +57,20 @@ def spawn_child(cmd: Sequence[str], *, pid_file: Path | None = None,
     return proc
 
 
+def stop_child(proc: subprocess.Popen[bytes], pid_file: Path | None = None, *,
+               timeout_s: float = 10.0) -> None:
+    """Terminate ``proc`` (SIGKILL if it has not exited after ``timeout_s``), wait for it and
+    remove its ``pid_file``. A child that already exited is only waited for."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    forget_child(pid_file)
+
+
 def forget_child(pid_file: Path | None) -> None:
     """Remove ``pid_file`` after its child was stopped."""
     if pid_file is not None:

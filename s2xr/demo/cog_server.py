@@ -40,7 +40,7 @@ from s2xr.demo import cog_http
 from s2xr.demo.cog_http import Counts, Link
 from s2xr.demo.stac_server import free_port
 from s2xr.errors import ServerError
-from s2xr.procs import forget_child, spawn_child
+from s2xr.procs import spawn_child, stop_child
 
 __all__ = ["CogServer", "Counts", "Link", "http_items", "write_http_items"]
 
@@ -142,14 +142,7 @@ class CogServer:
         """Stop the child (stalled requests end with it); safe to call twice."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            forget_child(self.pid_file)
+            stop_child(proc, self.pid_file)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

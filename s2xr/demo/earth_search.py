@@ -42,7 +42,7 @@ from rasterio.windows import Window
 
 from s2xr.demo.stac_server import free_port
 from s2xr.errors import ServerError
-from s2xr.procs import forget_child, spawn_child
+from s2xr.procs import forget_child, spawn_child, stop_child
 
 EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
 #: buckets whose COG hrefs the twin serves (sentinel-2-l2a, sentinel-2-c1-l2a)
@@ -292,13 +292,7 @@ class EarthSearchTwin:
 
     def stop(self) -> None:
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
+            stop_child(self._proc)
             if self._proc.stdout is not None:
                 self._proc.stdout.close()
             self._proc = None

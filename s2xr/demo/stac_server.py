@@ -21,7 +21,7 @@ from typing import IO
 import requests
 
 from s2xr.errors import ServerError
-from s2xr.procs import forget_child, spawn_child
+from s2xr.procs import forget_child, spawn_child, stop_child
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +100,7 @@ class StacApiServer:
     def stop(self) -> None:
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_child(self._proc)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
