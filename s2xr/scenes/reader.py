@@ -9,6 +9,7 @@ decoded once, however many output windows touch it. Resampling runs in GIL-free 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -252,8 +253,6 @@ def _read_plan(href: str, x_left: float, y_top: float, shape: tuple[int, int], r
 def _read_window_gdal(src: Any, x_left: float, y_top: float, shape: tuple[int, int],
                       res: float, resampling: Resampling) -> np.ndarray:
     """GDAL-resampled read (used for cubic); float32 DN with NaN for nodata/off-raster."""
-    import math
-
     h, w = shape
     t = src.transform
     f = res / t.a

@@ -283,7 +283,7 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
             n_pass += int(passed.sum())
             if cfg.write_zarr:
                 ids = block["chip_id"].values.astype(str)
-                new = passed & ~np.isin(ids, list(in_cube))
+                new = passed & np.array([i not in in_cube for i in ids], dtype=bool)
                 if (passed & ~new).any():
                     log.info("%d chip(s) already in the cube: not appended again",
                              int((passed & ~new).sum()))
