@@ -25,6 +25,7 @@ from s2xr.config import Config
 from s2xr.errors import StacError
 from s2xr.gate import gate_chips
 from s2xr.labels import attach_ship_mask, label_chips, ship_states
+from s2xr.memory import limit_malloc, release_free_memory
 from s2xr.ops import JobStore
 from s2xr.ops.jobs import Clock
 from s2xr.ops.observations import ObservationStore
@@ -42,7 +43,6 @@ from s2xr.store.consistency import dataset_lock, reconcile
 from s2xr.store.index import read_index
 from s2xr.store.layout import DatasetLayout, ensure_writable
 from s2xr.store.rejects import REJECT_COLUMNS, combine_rejects, write_rejects
-from s2xr.store.writer import limit_malloc_arenas, release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     layout = DatasetLayout.of(cfg)
     root = layout.root
     ais_source = str(Path(ais).resolve()) if isinstance(ais, str | Path) else None
-    limit_malloc_arenas()  # the reader's, search's and writer's threads share 2 arenas
+    limit_malloc()  # 2 glibc arenas, big arrays mmapped, Arrow on malloc: see s2xr.memory
     table = read_ais_table(ais)
     points = table.points
     if only_mmsi is not None:

@@ -33,10 +33,10 @@ from s2xr.ais.schema import (
     AisTable,
     canonical_names,
     ignored_aliases,
-    release_free_memory,
 )
 from s2xr.ais.tracks import join_static, static_table
 from s2xr.errors import InputError
+from s2xr.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from s2xr.ais.schema import (
     UTC_NS,
     AisTable,
     canonical_names,
-    release_free_memory,
 )
 from s2xr.ais.sentinels import angle_values, sog_values
 from s2xr.errors import InputError
+from s2xr.memory import release_free_memory
 
 
 # ----------------------------------------------------------------------------- columns

@@ -20,14 +20,11 @@ Row validation (bad rows are recorded and skipped, never fatal) is in
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pandas as pd
-import pyarrow as pa
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -97,15 +94,6 @@ class AisTable:
         p = self.points
         return gpd.GeoDataFrame(p, geometry=gpd.points_from_xy(p["lon"], p["lat"]),
                                 crs="EPSG:4326")
-
-
-def release_free_memory() -> None:
-    """Hand freed memory back to the OS: Arrow's pool keeps freed blocks, glibc keeps freed
-    heap pages (``malloc_trim``). Called after each chunk and column: without it a big file
-    leaves as much again as its points in freed-but-held pages. A no-op elsewhere."""
-    pa.default_memory_pool().release_unused()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").malloc_trim(ctypes.c_size_t(0))
 
 
 def _key(col: object) -> str:

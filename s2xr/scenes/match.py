@@ -34,6 +34,8 @@ def candidate_targets(points: pd.DataFrame, items: pd.DataFrame, window_hours: f
     lat = points["lat"].to_numpy(float)
     win_ns = int(window_hours * 3600e9)
     matched = np.zeros(len(points), bool)
+    mmsi = points["mmsi"].to_numpy()
+    labels = points.index.to_numpy()
     frames = []
     for epsg, its in items.groupby("epsg"):
         x, y = Transformer.from_crs(4326, int(epsg), always_xy=True).transform(lon, lat)
@@ -46,12 +48,15 @@ def candidate_targets(points: pd.DataFrame, items: pd.DataFrame, window_hours: f
             if not sel.any():
                 continue
             matched |= sel
-            idx = np.flatnonzero(sel)
-            keys = np.where(timed[idx], points["mmsi"].to_numpy()[idx].astype(str),
-                            np.char.add("p", points.index.to_numpy()[idx].astype(str)))
-            frames.append(pd.DataFrame({"mmsi": points["mmsi"].to_numpy()[idx],
-                                        "item_id": it.item_id, "time": it.datetime,
-                                        "target_key": keys, "row": idx}))
+            # one target per (ship, item) for timed fixes: the ship's first fix here, found
+            # before any key string is made (not one string per fix of 1.46 M)
+            ti = np.flatnonzero(sel & timed)
+            first = ti[np.unique(mmsi[ti], return_index=True)[1]]
+            idx = np.sort(np.concatenate([first, np.flatnonzero(sel & ~timed)]))
+            keys = [str(m) if t else f"p{r}"
+                    for m, t, r in zip(mmsi[idx], timed[idx], labels[idx], strict=True)]
+            frames.append(pd.DataFrame({"mmsi": mmsi[idx], "item_id": it.item_id,
+                                        "time": it.datetime, "target_key": keys, "row": idx}))
     targets = (pd.concat(frames, ignore_index=True) if frames
                else pd.DataFrame(columns=[*TARGET_COLUMNS, "row"]))
     # timed tracks: one target per (ship, item); static points: one per (point, item)

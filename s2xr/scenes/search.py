@@ -224,10 +224,12 @@ class SceneSearch:
     @property
     def failed_rows(self) -> list[Any]:
         """Index labels of the points whose search failed."""
-        return [r for rows in self.failed.get("rows", []) for r in rows]
+        parts = [np.asarray(rows) for rows in self.failed.get("rows", [])]
+        return np.concatenate(parts).tolist() if parts else []
 
 
 _TILE_BLOCK = 100_000
+_DAY_NS = 86_400 * 10**9
 
 
 def search_groups(points: pd.DataFrame, window_hours: float,
@@ -235,39 +237,63 @@ def search_groups(points: pd.DataFrame, window_hours: float,
                   end: pd.Timestamp | None = None) -> pd.DataFrame:
     """Group points (columns lon, lat and optionally time) into one search per tile and UTC
     day. Returns tile_id, day, n_points, bbox (tuple), start, end, rows (the group's point
-    index labels). Pure; no I/O."""
+    index labels, an array), sorted by tile_id and day. Pure; no I/O.
+
+    Memory: one int32 tile code and one int64 day per point, and each point's position once
+    (the groups' ``rows``); no per-point Python objects (1.46 M points: ~30 MB)."""
     if points.empty:
         return pd.DataFrame(columns=["tile_id", "day", "n_points", "bbox", "start", "end",
                                      "rows"])
     lon = points["lon"].to_numpy(float)
     lat = points["lat"].to_numpy(float)
-    # looked up in blocks: the per-point tile lists of 1.46 M points at once cost ~300 MB
-    tiles = np.empty(len(lon), dtype=object)
+    # looked up in blocks (the per-point tile lists of 1.46 M points at once cost ~300 MB);
+    # each point keeps the code of its first tile, not a string
+    names: dict[str, int] = {}
+    codes = np.empty(len(lon), dtype=np.int32)
     for i in range(0, len(lon), _TILE_BLOCK):
-        tiles[i:i + _TILE_BLOCK] = [t[0] if t else "" for t in
-                                    tiles_at_many(lon[i:i + _TILE_BLOCK], lat[i:i + _TILE_BLOCK])]
+        found = tiles_at_many(lon[i:i + _TILE_BLOCK], lat[i:i + _TILE_BLOCK])
+        codes[i:i + len(found)] = [names.setdefault(t[0] if t else "", len(names))
+                                   for t in found]
+    tile_names = np.array(list(names), dtype=object)
     has_time = "time" in points and points["time"].notna().any()
     if has_time:
-        times = pd.to_datetime(points["time"], utc=True)
+        times = pd.DatetimeIndex(pd.to_datetime(points["time"], utc=True))
+        ns = times.asi8  # NaT = int64 min
+        valid = ~times.isna()
+        day = np.where(valid, ns - ns % _DAY_NS, np.iinfo(np.int64).min)
     elif start is not None and end is not None:
-        times = pd.Series(pd.NaT, index=points.index, dtype="datetime64[ns, UTC]")
+        ns = np.full(len(lon), np.iinfo(np.int64).min, dtype=np.int64)
+        valid = np.zeros(len(lon), dtype=bool)
+        day = ns
     else:
         raise StacError("points have no time: pass a search period (start and end)")
-    df = pd.DataFrame({"tile_id": tiles, "lon": lon, "lat": lat, "time": times.to_numpy()},
-                      index=points.index)
-    df["day"] = df["time"].dt.floor("D") if has_time else pd.NaT
+    labels = points.index.to_numpy()
     win = pd.Timedelta(hours=window_hours)
+    keys = pd.DataFrame({"tile": codes, "day": day}, copy=False)
     rows = []
-    for (tile, day), g in df.groupby(["tile_id", "day"], dropna=False, sort=True):
-        t0 = g["time"].min() - win if has_time and g["time"].notna().any() else start
-        t1 = g["time"].max() + win if has_time and g["time"].notna().any() else end
+    for (code, d), pos in keys.groupby(["tile", "day"], sort=False).indices.items():
+        timed = pos[valid[pos]]
+        if len(timed):
+            t0 = pd.Timestamp(int(ns[timed].min()), tz="UTC") - win
+            t1 = pd.Timestamp(int(ns[timed].max()), tz="UTC") + win
+        else:
+            t0, t1 = start, end
         if t0 is None or t1 is None or pd.isna(t0):
             continue
-        bbox = (float(g["lon"].min() - CHIP_MARGIN_DEG), float(g["lat"].min() - CHIP_MARGIN_DEG),
-                float(g["lon"].max() + CHIP_MARGIN_DEG), float(g["lat"].max() + CHIP_MARGIN_DEG))
-        rows.append({"tile_id": tile, "day": day, "n_points": len(g), "bbox": bbox,
-                     "start": t0, "end": t1, "rows": tuple(g.index)})
-    return pd.DataFrame(rows)
+        glon, glat = lon[pos], lat[pos]
+        bbox = (float(glon.min() - CHIP_MARGIN_DEG), float(glat.min() - CHIP_MARGIN_DEG),
+                float(glon.max() + CHIP_MARGIN_DEG), float(glat.max() + CHIP_MARGIN_DEG))
+        rows.append({"tile_id": tile_names[code],
+                     "day": pd.Timestamp(int(d), tz="UTC") if d != np.iinfo(np.int64).min
+                     else pd.NaT,
+                     "n_points": len(pos), "bbox": bbox, "start": t0, "end": t1,
+                     "rows": labels[pos]})
+    if not rows:
+        return pd.DataFrame(columns=["tile_id", "day", "n_points", "bbox", "start", "end",
+                                     "rows"])
+    out = pd.DataFrame(rows)
+    return out.sort_values(["tile_id", "day"], kind="stable", na_position="last"
+                           ).reset_index(drop=True)
 
 
 def search_scenes(points: pd.DataFrame, cfg: StacConfig, source: ItemSource | None = None, *,
