@@ -150,11 +150,19 @@ class DashboardLayout:
                            sizing_mode="stretch_width")
         top = pn.Row(pn.Column(status_card, world_card, sizing_mode="stretch_width"),
                      log_card, sizing_mode="stretch_width")
-        self.tabs = pn.Tabs(("Gallery", self._gallery_tab()), ("Map", self._map_tab()),
-                            ("Chip index", self._table_tab()),
-                            ("Schedule", self._schedule_tab()), ("Ops DB", self._ops_tab()),
-                            sizing_mode="stretch_width", css_classes=["s2xr-tabs"])
+        tabs = [("Gallery", self._gallery_tab()), ("Map", self._map_tab()),
+                ("Chip index", self._table_tab()), ("Schedule", self._schedule_tab()),
+                ("Ops DB", self._ops_tab())]
+        self._tab_names = [name for name, _ in tabs]
+        self.tabs = pn.Tabs(*tabs, sizing_mode="stretch_width", css_classes=["s2xr-tabs"])
+        self.tabs.param.watch(self._on_tab_shown, "active")
         return [top, self.tabs]
+
+    def _on_tab_shown(self, event: Any) -> None:
+        """Tabulator cannot lay out rows while its tab is hidden: rows that arrived then (a
+        run finished in the background) stay undrawn. Send them again once it is shown."""
+        if self._tab_names[event.new] == "Chip index":
+            self.table.value = self.table.value.copy()
 
     def _gallery_tab(self) -> pn.viewable.Viewable:
         self.gallery = gallery.QuicklookGallery(sizing_mode="stretch_width",

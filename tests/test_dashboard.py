@@ -495,6 +495,25 @@ def test_app_builds_and_refuses_bad_starts(chipped):
         mgr.close()
 
 
+def test_showing_the_index_tab_sends_its_rows_again(chipped):
+    """Tabulator draws no rows that arrived while its tab was hidden (the browser test saw
+    an empty index under load): showing the tab sends them again; other tabs do not."""
+    from dashboards.app import DashboardApp
+
+    _, cfg = chipped
+    mgr = JobManager(cfg)
+    try:
+        app = DashboardApp(mgr)
+        before = app.table.value
+        app.tabs.active = app._tab_names.index("Map")
+        assert app.table.value is before
+        app.tabs.active = app._tab_names.index("Chip index")
+        assert app.table.value is not before
+        pd.testing.assert_frame_equal(app.table.value, before)
+    finally:
+        mgr.close()
+
+
 def test_first_screen_offers_the_embedded_world(tmp_path):
     from dashboards.app import DashboardApp
 
