@@ -36,6 +36,7 @@ from s2xr.scenes import (
     search_scenes,
     stack_by_epsg,
 )
+from s2xr.scenes.remote import take_read_failures
 from s2xr.scenes.usable import split_usable_items
 from s2xr.splits import assign_splits
 from s2xr.store import write_chips
@@ -216,9 +217,11 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     n_chips = n_passed = 0
     sched_label = ""
     if len(plan):
+        take_read_failures()  # only this job's failures name assets below
         stacks = stack_by_epsg(used, resolution=cfg.chip.resolution,
                                resampling=cfg.chip.resampling, engine=cfg.stac.engine,
-                               io_threads=cfg.stac.io_threads)
+                               io_threads=cfg.stac.io_threads,
+                               read_timeout_s=cfg.stac.read_timeout_s)
         chips = cut_chips(stacks, plan, cfg.chip)
         release_free_memory()  # positioning's and planning's freed memory
         # every positioned ship in each chip's footprint: boxes/points + a lazy ship_mask
@@ -245,7 +248,8 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
                                   labels=labels, should_stop=should_stop)
         n_chips, n_passed = summary.n_chips, summary.n_passed
         idx = summary.index
-        store.mark_indexed(idx, set(plan["chip_id"]))
+        store.mark_indexed(idx, set(plan["chip_id"]),
+                           read_errors=used.describe_read_failures(take_read_failures()))
         gate_rej = idx.loc[idx["chip_id"].isin(plan["chip_id"]) & ~idx["qa_pass"].astype(bool)]
         rej.append(pd.DataFrame({"row": pd.NA, "mmsi": gate_rej["mmsi"],
                                  "item_id": gate_rej["scene_id"], "stage": "gate",

@@ -46,6 +46,8 @@ class StacConfig(_Section):
     engine: Literal["s2xr", "stackstac", "odc-stac"] = "s2xr"
     io_threads: int = Field(16, ge=1, le=256, description="remote COG range requests in "
                             "flight per process (s2xr engine)")
+    read_timeout_s: float = Field(30.0, gt=0, description="seconds one remote COG range "
+                                  "request may take before it is retried (s2xr engine)")
 
 
 class ChipSpec(_Section):

@@ -34,6 +34,14 @@ class SceneError(S2xrError):
     """An item cannot be used: a missing band, a bad grid, a corrupt raster."""
 
 
+class AssetReadError(SceneError):
+    """One asset (``href``) could not be opened or read, retries included."""
+
+    def __init__(self, href: str, message: str) -> None:
+        super().__init__(message)
+        self.href = href
+
+
 class StorageError(S2xrError, OSError):
     """The dataset root cannot be written or is inconsistent."""
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import requests
 
@@ -78,3 +79,46 @@ def test_remote_throughput_quick():
         assert isinstance(out[key], float) and out[key] > 0, key
     assert {(r["layout"], r["method"]) for r in out["rows"]} == {
         (lay, m) for lay in ("sparse", "dense") for m in "abd"}
+
+
+def _sparse_plan(item: dict, n: int = 24, size: int = 64) -> pd.DataFrame:
+    """``n`` chips spread over the item's 2048² window, one per 512² stack block and more."""
+    t = item["assets"]["blue"]["proj:transform"]
+    rc = [(64 + 480 * (k % 4), 64 + 420 * (k // 4 % 5)) for k in range(n)]
+    return pd.DataFrame({
+        "chip_id": [f"{i:016x}" for i in range(n)], "mmsi": 235000001 + np.arange(n),
+        "item_id": item["id"], "tile_id": "30STE", "epsg": item["properties"]["proj:epsg"],
+        "scene_datetime": pd.Timestamp(item["properties"]["datetime"]), "lon": 0.0,
+        "lat": 0.0, "x_left": [t[2] + c * 10.0 for _, c in rc],
+        "y_top": [t[5] - r * 10.0 for r, _ in rc], "size": size, "res": 10.0})
+
+
+@pytest.mark.parametrize("io_threads", [1, 24])
+def test_io_threads_set_the_requests_in_flight_and_read_ahead_fills_them(world, item,
+                                                                        io_threads):
+    """``stac.io_threads`` (here ``load_stack``'s ``io_threads``) bounds the range requests
+    in flight; with many, the read-ahead of a chip batch's blocks keeps more in flight than
+    the two Dask threads could. The chips equal the local ones either way."""
+    import dask
+
+    from s2xr.chips import cut_chips
+    from s2xr.config import ChipSpec
+    from s2xr.scenes import stack_by_epsg
+    from s2xr.scenes.reader import reset_dataset_cache
+
+    spec = ChipSpec(bands=["blue", "red", "nir"], include_swir=True, batch_size=12)
+    plan = _sparse_plan(item)
+    want = cut_chips(stack_scenes([item], spec.all_bands), plan, spec)["reflectance"].values
+    reset_dataset_cache()
+    with CogServer(world.root, latency_s=0.05) as srv:
+        items = http_items([item], world.root, srv.url, tag=f"io{io_threads}")
+        stack = next(iter(stack_by_epsg(items, spec.all_bands,
+                                        io_threads=io_threads).values()))
+        with dask.config.set(scheduler="threads", num_workers=2):
+            got = cut_chips(stack, plan, spec)["reflectance"].values
+        c = srv.counts()
+    np.testing.assert_array_equal(got, want)
+    if io_threads == 1:
+        assert c.peak_in_flight <= 3  # one I/O thread + the two Dask threads' own opens
+    else:
+        assert c.peak_in_flight >= 8, c

@@ -25,7 +25,7 @@ import xarray as xr
 from s2xr.config import ChipSpec
 from s2xr.errors import SceneError
 from s2xr.scenes.assets import CLASS_BAND
-from s2xr.scenes.loader import READ_ERROR_CLASS
+from s2xr.scenes.loader import READ_ERROR_CLASS, read_ahead_task
 from s2xr.scenes.stack import to_reflectance
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,11 @@ class _Place:
     out_bands: np.ndarray
 
 
-def _assemble(m: int, nb: int, size: int, places: list[_Place], *blocks: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _assemble(m: int, nb: int, size: int, places: list[_Place], ahead: list[None],
+              *blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chip batch copied straight out of its stack blocks → (reflectance (m, nb, size,
-    size) float32, scl uint8, read_error bool). Pixels no block covers are NaN / SCL 0."""
+    size) float32, scl uint8, read_error bool). Pixels no block covers are NaN / SCL 0.
+    ``ahead``: the results of read-ahead tasks it waited for (nothing to use)."""
     refl = np.empty((m, nb, size, size), np.float32)
     scl = np.zeros((m, size, size), np.uint8)
     err = np.zeros(m, bool)
@@ -182,9 +183,11 @@ def _chip_blocks(chunks: tuple[tuple[int, ...], ...], size: int, grid: StackGrid
 
 
 def _batch(blocks: np.ndarray, bb: np.ndarray, band_pos: np.ndarray, nb: int, size: int,
-           chips: list[list[tuple[tuple[int, int, int], tuple[int, ...]]]]) -> Any:
+           chips: list[list[tuple[tuple[int, int, int], tuple[int, ...]]]],
+           ahead: list[Any]) -> Any:
     """The delayed ``_assemble`` of one chip batch, depending on just the stack blocks its
-    chips touch (``blocks``: the stack's Dask array ``to_delayed()``; ``bb``: band edges)."""
+    chips touch (``blocks``: the stack's Dask array ``to_delayed()``; ``bb``: band edges)
+    and on the read-ahead tasks ``ahead`` (started no later than the batch)."""
     per_block: dict[tuple[int, int, int], list[tuple[int, ...]]] = {}
     for k, rows in enumerate(chips):
         for where, row in rows:
@@ -199,7 +202,8 @@ def _batch(blocks: np.ndarray, bb: np.ndarray, band_pos: np.ndarray, nb: int, si
                 places.append(_Place(spec, band_pos[in_block] - bb[bi],
                                      np.where(out_bands == len(band_pos) - 1, nb, out_bands)))
                 deps.append(blocks[ti, bi, yi, xi])
-    return dask.delayed(_assemble, pure=False, nout=3)(len(chips), nb, size, places, *deps)
+    return dask.delayed(_assemble, pure=False, nout=3)(len(chips), nb, size, places, ahead,
+                                                       *deps)
 
 
 def _cut_batches(stack: xr.DataArray, plan: pd.DataFrame, bands: Sequence[str], size: int,
@@ -226,19 +230,26 @@ def _cut_batches(stack: xr.DataArray, plan: pd.DataFrame, bands: Sequence[str], 
                    max(arr.chunks[3]) * arr.dtype.itemsize)
     blocks = arr.to_delayed()
     bb = np.cumsum((0, *arr.chunks[1]))
-    out: list[tuple[Any, int]] = []
+    groups: list[tuple[list[Any], set[tuple[int, int, int]]]] = []
     batch: list[Any] = []
     held: set[tuple[int, int, int]] = set()
     for rows in per_chip:
         touched = {where for where, _ in rows}
         if batch and (len(batch) == batch_size or
                       len(held | touched) * block_bytes > PIN_BYTES):
-            out.append((_batch(blocks, bb, band_pos, len(bands), size, batch), len(batch)))
+            groups.append((batch, held))
             batch, held = [], set()
         batch.append(rows)
         held |= touched
     if batch:
-        out.append((_batch(blocks, bb, band_pos, len(bands), size, batch), len(batch)))
+        groups.append((batch, held))
+    # remote COGs under the s2xr loader: each batch's blocks are fetched ahead, many at a
+    # time, starting no later than the batch before it is assembled
+    ahead = [read_ahead_task(arr, sorted(held)) for _, held in groups]
+    out: list[tuple[Any, int]] = []
+    for k, (chips, _) in enumerate(groups):
+        waits = [a for a in ahead[k:k + 2] if a is not None]
+        out.append((_batch(blocks, bb, band_pos, len(bands), size, chips, waits), len(chips)))
     return out
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -214,14 +214,21 @@ class JobStore:
                 "ORDER BY started_at DESC LIMIT ?", c, params=[int(limit)])
 
     # -- the chip job's bookkeeping ---------------------------------------------------
-    def mark_indexed(self, index: pd.DataFrame, chip_ids: set[str]) -> None:
+    def mark_indexed(self, index: pd.DataFrame, chip_ids: set[str],
+                     read_errors: Mapping[str, str] | None = None) -> None:
         """The jobs of ``chip_ids`` from their index rows: ``done`` when the chip passed,
         ``failed`` (retried) when its read failed, else ``rejected`` with the gate's
-        reason."""
+        reason. ``read_errors``: item id → what could not be read (assets and error), the
+        reason given to that item's failed jobs."""
         rows = index.loc[index["chip_id"].isin(chip_ids)]
         ok = rows["qa_pass"].astype(bool)
         read_err = rows["qa_reason"].astype(str).str.startswith("read_error")
         reasons = dict(zip(rows["chip_id"], rows["qa_reason"], strict=True))
+        if read_errors:
+            for cid, item in zip(rows.loc[read_err, "chip_id"], rows.loc[read_err, "scene_id"],
+                                 strict=True):
+                if item in read_errors:
+                    reasons[cid] = f"read_error: {read_errors[item]}"
         self.mark(rows.loc[ok, "chip_id"], "done")
         self.mark(rows.loc[~ok & read_err, "chip_id"], "failed", reasons=reasons)
         self.mark(rows.loc[~ok & ~read_err, "chip_id"], "rejected", reasons=reasons)

@@ -49,6 +49,18 @@ class SceneAssets:
         return SceneAssets(tuple(it for it in self.items if it["id"] in ids), self.bands,
                            self.table.loc[keep])
 
+    def describe_read_failures(self, failures: dict[str, str]) -> dict[str, str]:
+        """``{href: error}`` (:func:`~s2xr.scenes.remote.take_read_failures`) → ``{item_id:
+        "asset(s) red, scl of ITEM: first error"}`` for this table's items; hrefs of other
+        items are left out."""
+        out: dict[str, str] = {}
+        for item_id, hrefs in zip(self.table.index, self.table["hrefs"], strict=True):
+            bad = [(band, failures[h]) for band, h in hrefs.items() if h in failures]
+            if bad:
+                out[str(item_id)] = (f"asset(s) {', '.join(b for b, _ in bad)} of {item_id}: "
+                                     f"{bad[0][1]}")
+        return out
+
     def provenance(self, item_id: str, resampling: str) -> dict[str, Any]:
         """What the writer records for a chip of ``item_id``: hrefs, scale/offset, resampling."""
         row = self.table.loc[item_id]

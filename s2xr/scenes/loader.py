@@ -13,6 +13,8 @@ the job.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 import dask.array as da
@@ -27,12 +29,13 @@ from s2xr.errors import SceneError
 from s2xr.scenes.assets import CLASS_BAND, SceneAssets
 from s2xr.scenes.reader import (
     RESAMPLING,
-    is_remote,
     prefetch_windows,
     read_classes_into,
     read_reflectance_into,
     source_window,
+    start_fetching,
 )
+from s2xr.scenes.remote import is_remote, record_read_failure, use_read_timeout
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +45,16 @@ READ_ERROR_CLASS = 255
 
 def load_block(hrefs: tuple[str, ...], scales: tuple[float, ...], offsets: tuple[float, ...],
                scl_href: str, x_left: float, y_top: float, height: int, width: int,
-               res: float, resampling: str, io_threads: int = 16) -> np.ndarray:
+               res: float, resampling: str, io_threads: int = 16,
+               read_timeout_s: float = 30.0) -> np.ndarray:
     """One stack block → float32 (1, band, height, width): reflectance of ``hrefs`` (NaN for
     nodata/off the raster), then SCL classes. Computes (reads the COGs; remote COG blocks
-    are fetched ``io_threads`` at a time first)."""
+    are fetched ``io_threads`` at a time first, each request given ``read_timeout_s``)."""
     out = np.empty((1, len(hrefs) + 1, height, width), np.float32)
     rs = RESAMPLING[resampling]
     try:
         if any(is_remote(h) for h in (*hrefs, scl_href)):
+            use_read_timeout(read_timeout_s)
             prefetch_windows([source_window(h, x_left, y_top, (height, width), res)
                               for h in (*hrefs, scl_href)], io_threads)
         for b, href in enumerate(hrefs):
@@ -60,9 +65,53 @@ def load_block(hrefs: tuple[str, ...], scales: tuple[float, ...], offsets: tuple
     except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
         log.warning("block at (%.1f, %.1f): read failed, marked as read error: %s",
                     x_left, y_top, exc)
+        record_read_failure(exc)
         out[0, :-1] = np.nan
         out[0, -1] = READ_ERROR_CLASS
     return out
+
+
+Area = tuple[tuple[str, ...], float, float, tuple[int, int], float]
+"""One stack block's sources: (hrefs incl. SCL, x_left, y_top, (height, width), res)."""
+
+_SOURCES: OrderedDict[str, tuple[dict[tuple[int, int, int], Area], int]] = OrderedDict()
+_SOURCES_KEPT = 32  # stacks remembered per process (a few hundred bytes per block)
+
+
+def _in_cluster_worker() -> bool:
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def read_ahead(areas: list[Area], io_threads: int) -> None:
+    """Task: start fetching the remote COG blocks of ``areas`` and return at once (see
+    :func:`~s2xr.scenes.reader.start_fetching`). A no-op on a distributed worker, where the
+    blocks may be loaded by another process."""
+    if not _in_cluster_worker():
+        start_fetching(areas, io_threads)
+
+
+def read_ahead_task(data: da.Array, blocks: Iterable[tuple[int, int, int]]) -> Any:
+    """A delayed :func:`read_ahead` of the (time, y, x) ``blocks`` of ``data`` when ``data``
+    is an s2xr loader stack with remote assets (as :func:`load_stack` built it, not
+    transformed since), else ``None``. Does not compute."""
+    known = _SOURCES.get(data.name)
+    if known is None:
+        return None
+    areas, io_threads = known
+    wanted = [areas[b] for b in blocks if b in areas]
+    if not wanted:
+        return None
+    import dask
+
+    return dask.delayed(read_ahead, pure=True)(wanted, io_threads)
 
 
 def grid_of(table: pd.DataFrame, resolution: float) -> tuple[float, float, int, int]:
@@ -76,11 +125,12 @@ def grid_of(table: pd.DataFrame, resolution: float) -> tuple[float, float, int, 
 
 def load_stack(assets: SceneAssets, epsg: int, *, resolution: float = 10.0,
                resampling: str = "bilinear", chunksize: int = 512,
-               io_threads: int = 16) -> xr.DataArray:
+               io_threads: int = 16, read_timeout_s: float = 30.0) -> xr.DataArray:
     """Lazy reflectance stack of the items of ``assets`` in ``epsg`` on the union of their
     native grids at ``resolution`` → ``DataArray(time, band, y, x)`` float32 (x/y pixel
     centres; coords ``id``, ``tile_id`` on time). Blocks are (1, all bands, chunksize,
-    chunksize). ``io_threads``: range requests in flight per process for remote COGs. Does
+    chunksize). ``io_threads``: range requests in flight per process for remote COGs;
+    ``read_timeout_s``: how long one such request may take before it is retried. Does
     not compute."""
     sub = assets.subset(epsg=epsg).table.sort_values(["datetime", "item_id"], kind="stable")
     if sub.empty:
@@ -92,19 +142,30 @@ def load_stack(assets: SceneAssets, epsg: int, *, resolution: float = 10.0,
     name = "s2xr-load-" + tokenize(sub["item_id"].tolist(), bands, resolution, resampling,
                                    chunksize, x0, y0, height, width)
     dsk: dict[Any, Any] = {}
+    areas: dict[tuple[int, int, int], Area] = {}
     for t, row in enumerate(sub.itertuples()):
+        remote = any(is_remote(h) for h in (*row.hrefs.values(), row.scl_href))
         for i, r in enumerate(ys):
             h = min(chunksize, height - r)
             for j, c in enumerate(xs):
                 w = min(chunksize, width - c)
+                if remote:
+                    areas[(t, i, j)] = ((*(row.hrefs[b] for b in assets.bands), row.scl_href),
+                                        x0 + c * resolution, y0 - r * resolution, (h, w),
+                                        resolution)
                 dsk[(name, t, 0, i, j)] = (
                     load_block, tuple(row.hrefs[b] for b in assets.bands), row.scales,
                     row.offsets, row.scl_href, x0 + c * resolution, y0 - r * resolution, h, w,
-                    resolution, resampling, io_threads)
+                    resolution, resampling, io_threads, read_timeout_s)
     chunks = ((1,) * len(sub), (len(bands),), tuple(min(chunksize, height - r) for r in ys),
               tuple(min(chunksize, width - c) for c in xs))
     data = da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=()), name,
                     chunks=chunks, dtype=np.float32)
+    if areas:  # remote assets: cut_chips can read a batch's blocks ahead (read_ahead_task)
+        _SOURCES[name] = (areas, io_threads)
+        _SOURCES.move_to_end(name)
+        while len(_SOURCES) > _SOURCES_KEPT:
+            _SOURCES.popitem(last=False)
     times = pd.to_datetime(sub["datetime"], utc=True).dt.tz_localize(None).to_numpy(
         "datetime64[ns]")
     arr = xr.DataArray(

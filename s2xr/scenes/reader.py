@@ -23,8 +23,14 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from s2xr.errors import SceneError
+from s2xr.errors import AssetReadError, SceneError
 from s2xr.scenes import kernels
+from s2xr.scenes.remote import (
+    GDAL_OPTIONS,
+    _forget_url,
+    _generation,
+    is_remote,
+)
 from s2xr.scenes.windows import WindowPlan, apply_window, dn_lut, plan_window
 
 log = logging.getLogger(__name__)
@@ -32,29 +38,12 @@ log = logging.getLogger(__name__)
 RESAMPLING = {"bilinear": Resampling.bilinear, "cubic": Resampling.cubic,
               "nearest": Resampling.nearest}
 MAX_OPEN_PER_THREAD = 64
-# whole blocks are read once into the shared BlockCache below, so GDAL's own cache can be small
 BLOCK_CACHE_BYTES = 256 * 2**20
-GDAL_OPTIONS = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no directory listing (a request) per open
-    "GDAL_CACHEMAX": 32 * 2**20,
-    # remote COGs (/vsicurl/): the header in one request at open; adjacent ranges merged;
-    # GDAL's own retries of 429/502/503/504 with back-off; raw bytes kept process-wide so a
-    # block evicted from BLOCKS is decoded again without a second request
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.TIFF",
-    "GDAL_INGESTED_BYTES_AT_OPEN": 32768,
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "GDAL_HTTP_MAX_RETRY": 3,
-    "GDAL_HTTP_RETRY_DELAY": 0.5,
-    "GDAL_HTTP_TIMEOUT": 30,
-    "GDAL_HTTP_CONNECTTIMEOUT": 10,
-    "CPL_VSIL_CURL_CACHE_SIZE": 256 * 2**20,
-}
 READ_ATTEMPTS = 4
 """Reads of one block (s2xr's retries around GDAL's: also resets, stalls and bad bodies)."""
 RETRY_BASE_S = 0.25
 
 _local = threading.local()
-_generation = [0]
 
 
 def reset_dataset_cache() -> None:
@@ -64,6 +53,28 @@ def reset_dataset_cache() -> None:
     BLOCKS.clear()
 
 
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before try ``attempt + 2``: exponential, with jitter."""
+    return RETRY_BASE_S * 2**attempt * (0.5 + random.random())
+
+
+def _open_with_retries(href: str) -> Any:
+    """``rasterio.open(href)``; a remote href is tried up to :data:`READ_ATTEMPTS` times
+    (GDAL forgets the URL's cached failure between tries)."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return rasterio.open(href)
+        except rasterio.errors.RasterioIOError as exc:
+            if attempt == READ_ATTEMPTS - 1 or not is_remote(href):
+                raise AssetReadError(href, f"cannot open {href}: {exc} (after {attempt + 1} "
+                                     "tries)") from exc
+            _forget_url(href)
+            delay = _backoff(attempt)
+            log.info("cannot open %s: %s; retry in %.2f s", href, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def open_dataset(href: str) -> Any:
     """A rasterio dataset for ``href``, opened once per thread (LRU of 64)."""
     cache: OrderedDict[str, Any] = getattr(_local, "datasets", None) or OrderedDict()
@@ -71,6 +82,10 @@ def open_dataset(href: str) -> Any:
         for ds in cache.values():
             ds.close()
         cache.clear()
+        env = getattr(_local, "env", None)
+        if env is not None:  # the GDAL options may have changed
+            env.__exit__(None, None, None)
+            _local.env = None
         _local.generation = _generation[0]
     _local.datasets = cache
     ds = cache.get(href)
@@ -78,10 +93,7 @@ def open_dataset(href: str) -> Any:
         if getattr(_local, "env", None) is None:
             _local.env = rasterio.Env(**GDAL_OPTIONS)
             _local.env.__enter__()
-        try:
-            ds = rasterio.open(href)
-        except rasterio.errors.RasterioIOError as exc:
-            raise SceneError(f"cannot open {href}: {exc}") from exc
+        ds = _open_with_retries(href)
         cache[href] = ds
         if len(cache) > MAX_OPEN_PER_THREAD:
             _, old = cache.popitem(last=False)
@@ -109,6 +121,12 @@ class BlockCache:
         with self._lock:
             self._data.clear()
             self._bytes = 0
+
+    def wanted(self, href: str, i: int, j: int) -> bool:
+        """Whether block (``i``, ``j``) of ``href`` is neither cached nor being fetched."""
+        key = (href, i, j)
+        with self._lock:
+            return key not in self._data and key not in self._inflight
 
     def get(self, href: str, i: int, j: int) -> np.ndarray:
         """Block (row ``i``, column ``j``) of ``href``'s first band, decoded once."""
@@ -148,6 +166,7 @@ def _forget_dataset(href: str) -> None:
     ds = cache.pop(href, None) if cache is not None else None
     if ds is not None:
         ds.close()
+    _forget_url(href)
 
 
 def _read_block(href: str, i: int, j: int) -> np.ndarray:
@@ -162,10 +181,10 @@ def _read_block(href: str, i: int, j: int) -> np.ndarray:
             return src.read(1, window=win)
         except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
             if attempt == READ_ATTEMPTS - 1 or not is_remote(href):  # a local file: final
-                raise SceneError(f"{href} block ({i}, {j}): {exc} (after {READ_ATTEMPTS} "
+                raise AssetReadError(href, f"{href} block ({i}, {j}): {exc} (after {READ_ATTEMPTS} "
                                  "tries)") from exc
             _forget_dataset(href)
-            delay = RETRY_BASE_S * 2**attempt * (0.5 + random.random())
+            delay = _backoff(attempt)
             log.info("%s block (%d, %d): %s; retry in %.2f s", href, i, j, exc, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
@@ -182,11 +201,6 @@ def _pool(n: int) -> ThreadPoolExecutor:
         return _POOLS[n]
 
 
-def is_remote(href: str) -> bool:
-    """Whether ``href`` is read over the network (each block a range request)."""
-    return href.startswith(("http://", "https://", "s3://", "/vsicurl/", "/vsis3/"))
-
-
 def source_window(href: str, x_left: float, y_top: float, shape: tuple[int, int],
                   res: float) -> tuple[str, tuple[int, int], tuple[int, int]]:
     """(href, rows, cols): the source pixels an output grid needs from ``href`` (with the
@@ -198,12 +212,8 @@ def source_window(href: str, x_left: float, y_top: float, shape: tuple[int, int]
     return href, plan.rows, plan.cols
 
 
-def prefetch_windows(windows: Sequence[tuple[str, tuple[int, int], tuple[int, int]]],
-                     io_threads: int) -> None:
-    """Fetch the COG blocks under ``windows`` (href, rows, cols) into the shared block cache,
-    ``io_threads`` requests in flight (independent of the CPU threads that decode them).
-    Blocks already cached or being fetched are not requested again. Raises the first read
-    error."""
+def _blocks_under(windows: Sequence[tuple[str, tuple[int, int], tuple[int, int]]]
+                  ) -> dict[tuple[str, int, int], None]:
     wanted: dict[tuple[str, int, int], None] = {}
     for href, (r0, r1), (c0, c1) in windows:
         if r1 <= r0 or c1 <= c0:
@@ -212,11 +222,56 @@ def prefetch_windows(windows: Sequence[tuple[str, tuple[int, int], tuple[int, in
         for bi in range(r0 // bh, (r1 - 1) // bh + 1):
             for bj in range(c0 // bw, (c1 - 1) // bw + 1):
                 wanted[(href, bi, bj)] = None
+    return wanted
+
+
+def prefetch_windows(windows: Sequence[tuple[str, tuple[int, int], tuple[int, int]]],
+                     io_threads: int) -> None:
+    """Fetch the COG blocks under ``windows`` (href, rows, cols) into the shared block cache,
+    ``io_threads`` requests in flight (independent of the CPU threads that decode them).
+    Blocks already cached or being fetched are not requested again. Raises the first read
+    error."""
+    wanted = _blocks_under(windows)
     if len(wanted) < 2:
         return  # nothing to overlap: the reader fetches it itself
     futures = [_pool(io_threads).submit(BLOCKS.get, *key) for key in wanted]
     for f in futures:
         f.result()
+
+
+def _fetch_quietly(href: str, i: int, j: int) -> None:
+    try:
+        BLOCKS.get(href, i, j)
+    except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
+        # the reader that needs the block fetches it again and decides (read error or retry)
+        log.debug("read-ahead of %s block (%d, %d) failed: %s", href, i, j, exc)
+
+
+def _start_windows(hrefs: Sequence[str], x_left: float, y_top: float, shape: tuple[int, int],
+                   res: float, io_threads: int) -> None:
+    try:
+        wanted = _blocks_under([source_window(h, x_left, y_top, shape, res) for h in hrefs])
+    except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
+        log.debug("read-ahead at (%.1f, %.1f) not started: %s", x_left, y_top, exc)
+        return
+    pool = _pool(io_threads)
+    for key in wanted:
+        if BLOCKS.wanted(*key):
+            pool.submit(_fetch_quietly, *key)
+
+
+def start_fetching(areas: Sequence[tuple[Sequence[str], float, float, tuple[int, int], float]],
+                   io_threads: int) -> None:
+    """Start fetching, and return at once: the COG blocks of ``hrefs`` under each output
+    window (hrefs, x_left, y_top, (height, width), res) go into the shared block cache
+    ``io_threads`` requests at a time, behind any fetch already queued. The assets' headers
+    are read concurrently too (one task per window). Failures are left to the reader that
+    needs the block. Local files are not read ahead (nothing to overlap)."""
+    pool = _pool(io_threads)
+    for hrefs, x_left, y_top, shape, res in areas:
+        remote = [h for h in hrefs if is_remote(h)]
+        if remote:
+            pool.submit(_start_windows, remote, x_left, y_top, shape, res, io_threads)
 
 
 def read_source_window(href: str, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:

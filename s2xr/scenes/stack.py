@@ -98,14 +98,14 @@ def _library_stack(engine: str, assets: SceneAssets, epsg: int, resolution: floa
 
 def stack_by_epsg(items: Sequence[dict[str, Any]] | SceneAssets, bands: Sequence[str] = (),
                   *, resolution: float = 10, resampling: str = "bilinear",
-                  engine: str = "s2xr", chunksize: int | None = None, io_threads: int = 16
-                  ) -> dict[int, xr.DataArray]:
+                  engine: str = "s2xr", chunksize: int | None = None, io_threads: int = 16,
+                  read_timeout_s: float = 30.0) -> dict[int, xr.DataArray]:
     """``{epsg: DataArray(time, band, y, x)}`` reflectance stacks (see the module docstring),
     lazy: no pixel is read. ``items`` are STAC item dicts (then ``bands`` names the
     reflectance asset keys; ``scl`` is appended) or a :class:`SceneAssets`. ``chunksize``:
     y/x block edge (default 512 for the s2xr loader, 2048 for stackstac/odc-stac).
     ``io_threads``: range requests in flight per process when the s2xr loader reads remote
-    COGs."""
+    COGs; ``read_timeout_s``: seconds one such request may take before it is retried."""
     from s2xr.scenes.loader import load_stack
 
     if engine not in ENGINES:
@@ -115,7 +115,8 @@ def stack_by_epsg(items: Sequence[dict[str, Any]] | SceneAssets, bands: Sequence
     for epsg in assets.epsgs:
         if engine == "s2xr":
             arr = load_stack(assets, epsg, resolution=resolution, resampling=resampling,
-                             chunksize=chunksize or 512, io_threads=io_threads)
+                             chunksize=chunksize or 512, io_threads=io_threads,
+                             read_timeout_s=read_timeout_s)
         else:
             arr = _library_stack(engine, assets, epsg, resolution, resampling,
                                  chunksize or 2048)
