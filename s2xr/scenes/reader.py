@@ -170,11 +170,11 @@ def _forget_dataset(href: str) -> None:
 
 
 def _read_block(href: str, i: int, j: int) -> np.ndarray:
-    """Block (i, j) of ``href``'s first band, read with up to :data:`READ_ATTEMPTS` tries
-    (exponential back-off with jitter; the handle is reopened between tries)."""
+    """Block (i, j) of ``href``'s first band, read with up to :data:`READ_ATTEMPTS` tries (back-off
+    with jitter, handle reopened between tries; :func:`open_dataset` retries opens itself)."""
     for attempt in range(READ_ATTEMPTS):
+        src = open_dataset(href)
         try:
-            src = open_dataset(href)
             bh, bw = src.block_shapes[0]
             win = Window(j * bw, i * bh, min(bw, src.width - j * bw),
                          min(bh, src.height - i * bh))
