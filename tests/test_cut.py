@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from helpers.plans import plan_at_pixels
 
 from s2xr.chips import cut_chips
 from s2xr.config import ChipSpec
@@ -26,18 +27,6 @@ def item(world):
     return dedupe_items(world.items())[0]
 
 
-def _plan(item: dict, rc: list[tuple[int, int]], size: int = 64) -> pd.DataFrame:
-    """A plan of chips with top-left pixels ``rc`` (row, col) on the item's 10 m grid."""
-    t = item["assets"]["blue"]["proj:transform"]
-    n = len(rc)
-    return pd.DataFrame({
-        "chip_id": [f"{i:016x}" for i in range(n)], "mmsi": 235000001 + np.arange(n),
-        "item_id": item["id"], "tile_id": "30STE", "epsg": item["properties"]["proj:epsg"],
-        "scene_datetime": pd.Timestamp(item["properties"]["datetime"]), "lon": 0.0,
-        "lat": 0.0, "x_left": [t[2] + c * 10.0 for _, c in rc],
-        "y_top": [t[5] - r * 10.0 for r, _ in rc], "size": size, "res": 10.0})
-
-
 # interior chips, two sharing blocks, one across a 512-px block corner, one off the edge
 WINDOWS = [(100, 120), (130, 140), (480, 480), (900, 300), (-20, 1000)]
 
@@ -48,7 +37,7 @@ def stack(item):
 
 
 def test_chips_are_the_stacks_pixels(item, stack):
-    ds = cut_chips(stack, _plan(item, WINDOWS), SPEC)
+    ds = cut_chips(stack, plan_at_pixels(item, WINDOWS), SPEC)
     assert ds.reflectance.dims == ("chip", "band", "y", "x")
     assert list(ds.band.values) == BANDS
     refl, scl = ds.reflectance.values, ds.scl.values
@@ -64,7 +53,7 @@ def test_chips_are_the_stacks_pixels(item, stack):
 
 
 def test_a_scaled_stack_gives_scaled_chips_and_a_mask_is_honoured(item, stack):
-    plan = _plan(item, WINDOWS)
+    plan = plan_at_pixels(item, WINDOWS)
     base = cut_chips(stack, plan, SPEC).reflectance.values
     doubled = cut_chips(stack * 2, plan, SPEC).reflectance.values
     np.testing.assert_array_equal(doubled, 2 * base)
@@ -79,7 +68,7 @@ def test_a_scaled_stack_gives_scaled_chips_and_a_mask_is_honoured(item, stack):
 
 
 def test_every_engine_and_a_zarr_cube_give_the_same_chips(item, stack, tmp_path):
-    plan = _plan(item, WINDOWS)
+    plan = plan_at_pixels(item, WINDOWS)
     ref = cut_chips(stack, plan, SPEC)
     cubes = {e: cut_chips(stack_scenes([item], BANDS, engine=e), plan, SPEC)
              for e in ("stackstac", "odc-stac")}
@@ -160,14 +149,14 @@ def test_read_errors_mark_the_chips_not_the_job(item, tmp_path):
     with open(good, "rb") as f:
         bad.write_bytes(f.read(2000))  # a truncated COG
     broken["assets"]["nir"]["href"] = bad.as_uri()
-    ds = cut_chips(stack_scenes([broken], BANDS), _plan(item, WINDOWS[:2]), SPEC)
+    ds = cut_chips(stack_scenes([broken], BANDS), plan_at_pixels(item, WINDOWS[:2]), SPEC)
     assert ds.read_error.values.all()
     assert np.isnan(ds.reflectance.values).all() and (ds.scl.values == 0).all()
     assert READ_ERROR_CLASS not in ds.scl.values
 
 
 def test_clear_errors(item, stack):
-    plan = _plan(item, WINDOWS[:1])
+    plan = plan_at_pixels(item, WINDOWS[:1])
     with pytest.raises(SceneError, match="lacks band"):
         cut_chips(stack.sel(band=BANDS), plan, SPEC)
     with pytest.raises(SceneError, match="lacks column"):

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from helpers.plans import plan_at_pixels
 
 from s2xr.demo import StacApiServer
 from s2xr.demo.cog_server import CogServer, http_items, write_http_items
@@ -81,16 +82,10 @@ def test_remote_throughput_quick():
         (lay, m) for lay in ("sparse", "dense") for m in "abd"}
 
 
-def _sparse_plan(item: dict, n: int = 24, size: int = 64) -> pd.DataFrame:
-    """``n`` chips spread over the item's 2048² window, one per 512² stack block and more."""
-    t = item["assets"]["blue"]["proj:transform"]
-    rc = [(64 + 480 * (k % 4), 64 + 420 * (k // 4 % 5)) for k in range(n)]
-    return pd.DataFrame({
-        "chip_id": [f"{i:016x}" for i in range(n)], "mmsi": 235000001 + np.arange(n),
-        "item_id": item["id"], "tile_id": "30STE", "epsg": item["properties"]["proj:epsg"],
-        "scene_datetime": pd.Timestamp(item["properties"]["datetime"]), "lon": 0.0,
-        "lat": 0.0, "x_left": [t[2] + c * 10.0 for _, c in rc],
-        "y_top": [t[5] - r * 10.0 for r, _ in rc], "size": size, "res": 10.0})
+def _sparse_plan(item: dict, n: int = 24) -> pd.DataFrame:
+    """``n`` 64-px chips spread over the item's 2048² window, more than one per stack block."""
+    return plan_at_pixels(item, [(64 + 480 * (k % 4), 64 + 420 * (k // 4 % 5))
+                                 for k in range(n)])
 
 
 @pytest.mark.parametrize("io_threads", [1, 24])
