@@ -205,6 +205,8 @@ def main() -> None:
     ap.add_argument("--latencies", default=None, help="ms per request (default 20,60)")
     ap.add_argument("--a-max", default="20=1000,60=100",
                     help="largest N (a) runs at, per latency in ms (others: the smallest)")
+    ap.add_argument("--methods", default=METHODS,
+                    help="which of a, b, d to run (default: all; ratios need d and the other)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     ap.add_argument("--blocksize", type=int, default=None,
                     help="serve copies of the COGs with this block size (Earth Search: 1024; "
@@ -233,7 +235,7 @@ def main() -> None:
                 per_chip, distinct = layout.touched(pts)
                 nb = len(distinct)
                 ref = None
-                for m in METHODS:
+                for m in args.methods:
                     if m == "a" and n > amax.get(lat, min(sizes)):
                         continue
                     tag = f"{m}-{lat}ms-{lay}-{n}-{time.time_ns()}"

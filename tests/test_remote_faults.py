@@ -18,7 +18,7 @@ from s2xr.config import build_config
 from s2xr.demo import StacApiServer
 from s2xr.demo.cog_server import CogServer, write_http_items
 from s2xr.ops import JobStore
-from s2xr.scenes import reader, remote
+from s2xr.scenes import handles, reader, remote
 from s2xr.store import open_chips, read_index
 from s2xr.store.layout import DatasetLayout
 
@@ -85,7 +85,7 @@ def test_five_percent_faults_then_ops_retry_equal_a_fault_free_run(world, ais, r
     root = tmp_path / "ds"
     # first run: every fault is final (no GDAL or s2xr retries, no read-ahead whose
     # failures the reader would retry), so the server's seeded faults fail blocks
-    monkeypatch.setattr(reader, "READ_ATTEMPTS", 1)
+    monkeypatch.setattr(handles, "READ_ATTEMPTS", 1)
     monkeypatch.setattr(cut, "read_ahead_task", lambda *a: None)
     monkeypatch.setitem(remote.GDAL_OPTIONS, "GDAL_HTTP_MAX_RETRY", 0)
     reader.reset_dataset_cache()

@@ -117,3 +117,52 @@ def test_io_threads_set_the_requests_in_flight_and_read_ahead_fills_them(world, 
         assert c.peak_in_flight <= 3  # one I/O thread + the two Dask threads' own opens
     else:
         assert c.peak_in_flight >= 8, c
+
+
+def test_an_asset_opened_by_many_threads_at_once_is_fetched_once(world, item):
+    """Sixteen I/O threads opening a fresh URL at the same moment send one HEAD and one
+    header read, not one each (the first open goes alone; the rest open from GDAL's cache);
+    ``fetch`` of a block another thread is fetching returns without a second request."""
+    import threading
+
+    from s2xr.scenes import reader
+
+    reader.reset_dataset_cache()
+    with CogServer(world.root, latency_s=0.05) as srv:
+        href = http_items([item], world.root, srv.url, tag="first-open")[0]["assets"][
+            "red"]["href"]
+        go = threading.Barrier(16)
+        errors: list[BaseException] = []
+
+        def open_it() -> None:
+            go.wait()
+            try:
+                reader.open_dataset(href)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        opened = srv.counts()
+        srv.reset()
+        go2 = threading.Barrier(8)
+
+        def fetch_it() -> None:
+            go2.wait()
+            reader.BLOCKS.fetch(href, 0, 0)
+
+        threads = [threading.Thread(target=fetch_it) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        fetched = srv.counts()
+    assert not errors, errors
+    assert opened.by_method.get("HEAD", 0) == 1, opened.by_method
+    assert opened.requests == 2, opened  # HEAD + one header read
+    assert fetched.requests == 1, fetched
+    assert not reader.BLOCKS.wanted(href, 0, 0)  # cached
+    reader.reset_dataset_cache()

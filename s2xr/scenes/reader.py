@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import time
 from collections import OrderedDict
@@ -24,83 +23,21 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from s2xr.errors import AssetReadError, SceneError
-from s2xr.scenes import kernels
-from s2xr.scenes.remote import (
-    GDAL_OPTIONS,
-    _forget_url,
-    _generation,
-    is_remote,
-)
+from s2xr.scenes import handles, kernels
+from s2xr.scenes.handles import backoff, forget_dataset, forget_handles, open_dataset, was_opened
+from s2xr.scenes.remote import is_remote
 from s2xr.scenes.windows import WindowPlan, apply_window, dn_lut, plan_window
 
 log = logging.getLogger(__name__)
 
 RESAMPLING = {"bilinear": Resampling.bilinear, "cubic": Resampling.cubic,
               "nearest": Resampling.nearest}
-MAX_OPEN_PER_THREAD = 64
 BLOCK_CACHE_BYTES = 256 * 2**20
-READ_ATTEMPTS = 4
-"""Reads of one block (s2xr's retries around GDAL's: also resets, stalls and bad bodies)."""
-RETRY_BASE_S = 0.25
-
-_local = threading.local()
-
-
 def reset_dataset_cache() -> None:
     """Drop the shared decoded blocks and make every thread close its dataset handles on its
     next read. Used between benchmark runs and after files are replaced."""
-    _generation[0] += 1
+    forget_handles()
     BLOCKS.clear()
-
-
-def _backoff(attempt: int) -> float:
-    """Seconds to wait before try ``attempt + 2``: exponential, with jitter."""
-    return RETRY_BASE_S * 2**attempt * (0.5 + random.random())
-
-
-def _open_with_retries(href: str) -> Any:
-    """``rasterio.open(href)``; a remote href is tried up to :data:`READ_ATTEMPTS` times
-    (GDAL forgets the URL's cached failure between tries)."""
-    for attempt in range(READ_ATTEMPTS):
-        try:
-            return rasterio.open(href)
-        except rasterio.errors.RasterioIOError as exc:
-            if attempt == READ_ATTEMPTS - 1 or not is_remote(href):
-                raise AssetReadError(href, f"cannot open {href}: {exc} (after {attempt + 1} "
-                                     "tries)") from exc
-            _forget_url(href)
-            delay = _backoff(attempt)
-            log.info("cannot open %s: %s; retry in %.2f s", href, exc, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-def open_dataset(href: str) -> Any:
-    """A rasterio dataset for ``href``, opened once per thread (LRU of 64)."""
-    cache: OrderedDict[str, Any] = getattr(_local, "datasets", None) or OrderedDict()
-    if getattr(_local, "generation", 0) != _generation[0]:
-        for ds in cache.values():
-            ds.close()
-        cache.clear()
-        env = getattr(_local, "env", None)
-        if env is not None:  # the GDAL options may have changed
-            env.__exit__(None, None, None)
-            _local.env = None
-        _local.generation = _generation[0]
-    _local.datasets = cache
-    ds = cache.get(href)
-    if ds is None:
-        if getattr(_local, "env", None) is None:
-            _local.env = rasterio.Env(**GDAL_OPTIONS)
-            _local.env.__enter__()
-        ds = _open_with_retries(href)
-        cache[href] = ds
-        if len(cache) > MAX_OPEN_PER_THREAD:
-            _, old = cache.popitem(last=False)
-            old.close()
-    else:
-        cache.move_to_end(href)
-    return ds
 
 
 class BlockCache:
@@ -129,7 +66,8 @@ class BlockCache:
             return key not in self._data and key not in self._inflight
 
     def get(self, href: str, i: int, j: int) -> np.ndarray:
-        """Block (row ``i``, column ``j``) of ``href``'s first band, decoded once."""
+        """Block (row ``i``, column ``j``) of ``href``'s first band, decoded once (a block
+        another thread is fetching is waited for)."""
         key = (href, i, j)
         while True:
             with self._lock:
@@ -142,8 +80,21 @@ class BlockCache:
                     ev = self._inflight[key] = threading.Event()
                     break
             ev.wait()
+        return self._load(key, ev)
+
+    def fetch(self, href: str, i: int, j: int) -> None:
+        """Fetch block (``i``, ``j``) of ``href`` into the cache unless it is cached or being
+        fetched (then return at once: an I/O thread never waits for another one's fetch)."""
+        key = (href, i, j)
+        with self._lock:
+            if key in self._data or key in self._inflight:
+                return
+            ev = self._inflight[key] = threading.Event()
+        self._load(key, ev)
+
+    def _load(self, key: tuple[str, int, int], ev: threading.Event) -> np.ndarray:
         try:
-            block = _read_block(href, i, j)
+            block = _read_block(*key)
             block.setflags(write=False)
             with self._lock:
                 self._data[key] = block
@@ -161,18 +112,11 @@ class BlockCache:
 BLOCKS = BlockCache(BLOCK_CACHE_BYTES)
 
 
-def _forget_dataset(href: str) -> None:
-    cache = getattr(_local, "datasets", None)
-    ds = cache.pop(href, None) if cache is not None else None
-    if ds is not None:
-        ds.close()
-    _forget_url(href)
-
-
 def _read_block(href: str, i: int, j: int) -> np.ndarray:
-    """Block (i, j) of ``href``'s first band, read with up to :data:`READ_ATTEMPTS` tries (back-off
-    with jitter, handle reopened between tries; :func:`open_dataset` retries opens itself)."""
-    for attempt in range(READ_ATTEMPTS):
+    """Block (i, j) of ``href``'s first band, read with up to
+    :data:`~s2xr.scenes.handles.READ_ATTEMPTS` tries (back-off with jitter, handle reopened
+    between tries; :func:`open_dataset` retries opens itself)."""
+    for attempt in range(handles.READ_ATTEMPTS):
         src = open_dataset(href)
         try:
             bh, bw = src.block_shapes[0]
@@ -180,11 +124,11 @@ def _read_block(href: str, i: int, j: int) -> np.ndarray:
                          min(bh, src.height - i * bh))
             return src.read(1, window=win)
         except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
-            if attempt == READ_ATTEMPTS - 1 or not is_remote(href):  # a local file: final
-                raise AssetReadError(href, f"{href} block ({i}, {j}): {exc} (after {READ_ATTEMPTS} "
+            if attempt == handles.READ_ATTEMPTS - 1 or not is_remote(href):  # local: final
+                raise AssetReadError(href, f"{href} block ({i}, {j}): {exc} (after {attempt + 1} "
                                  "tries)") from exc
-            _forget_dataset(href)
-            delay = _backoff(attempt)
+            forget_dataset(href)
+            delay = backoff(attempt)
             log.info("%s block (%d, %d): %s; retry in %.2f s", href, i, j, exc, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
@@ -229,22 +173,29 @@ def prefetch_windows(windows: Sequence[tuple[str, tuple[int, int], tuple[int, in
                      io_threads: int) -> None:
     """Fetch the COG blocks under ``windows`` (href, rows, cols) into the shared block cache,
     ``io_threads`` requests in flight (independent of the CPU threads that decode them).
-    Blocks already cached or being fetched are not requested again. Raises the first read
-    error."""
-    wanted = _blocks_under(windows)
+    Blocks already cached or being fetched are not requested again (the reader waits for
+    those being fetched when it needs them). Raises the first read error."""
+    wanted = [key for key in _blocks_under(windows) if BLOCKS.wanted(*key)]
     if len(wanted) < 2:
         return  # nothing to overlap: the reader fetches it itself
-    futures = [_pool(io_threads).submit(BLOCKS.get, *key) for key in wanted]
+    futures = [_pool(io_threads).submit(BLOCKS.fetch, *key) for key in wanted]
     for f in futures:
         f.result()
 
 
 def _fetch_quietly(href: str, i: int, j: int) -> None:
     try:
-        BLOCKS.get(href, i, j)
+        BLOCKS.fetch(href, i, j)
     except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
         # the reader that needs the block fetches it again and decides (read error or retry)
         log.debug("read-ahead of %s block (%d, %d) failed: %s", href, i, j, exc)
+
+
+def _open_quietly(href: str) -> None:
+    try:
+        open_dataset(href)
+    except (SceneError, rasterio.errors.RasterioError, OSError) as exc:
+        log.debug("read-ahead open of %s failed: %s", href, exc)
 
 
 def _start_windows(hrefs: Sequence[str], x_left: float, y_top: float, shape: tuple[int, int],
@@ -264,10 +215,14 @@ def start_fetching(areas: Sequence[tuple[Sequence[str], float, float, tuple[int,
                    io_threads: int) -> None:
     """Start fetching, and return at once: the COG blocks of ``hrefs`` under each output
     window (hrefs, x_left, y_top, (height, width), res) go into the shared block cache
-    ``io_threads`` requests at a time, behind any fetch already queued. The assets' headers
-    are read concurrently too (one task per window). Failures are left to the reader that
-    needs the block. Local files are not read ahead (nothing to overlap)."""
+    ``io_threads`` requests at a time, behind any fetch already queued. Assets not yet
+    opened in this process are opened first, concurrently (one task per asset). Failures
+    are left to the reader that needs the block. Local files are not read ahead (nothing
+    to overlap)."""
     pool = _pool(io_threads)
+    unopened = {h for hrefs, *_ in areas for h in hrefs if is_remote(h) and not was_opened(h)}
+    for href in unopened:  # first opens concurrently, before the windows that need them
+        pool.submit(_open_quietly, href)
     for hrefs, x_left, y_top, shape, res in areas:
         remote = [h for h in hrefs if is_remote(h)]
         if remote:
