@@ -29,11 +29,11 @@ def test_half_done_append_is_cut_back_in_every_array(tmp_path):
     group["reflectance"].resize((5, 2, 8, 8))  # killed after resizing some arrays only
     dropped = _truncate_cube(tmp_path, {"a", "b", "c", "d"})
     assert dropped == 3
-    ds = open_chips(tmp_path)
+    ds = open_chips(tmp_path / CUBE_NAME)
     assert list(ds.chip_id.values) == ["a", "b", "c", "d"]
     assert {ds[v].shape[0] for v in ("reflectance", "scl", "qa_pass")} == {4}
     append_cube(tmp_path, chips(["e", "f"]))  # the next append works
-    assert list(open_chips(tmp_path).chip_id.values) == ["a", "b", "c", "d", "e", "f"]
+    assert list(open_chips(tmp_path / CUBE_NAME).chip_id.values) == ["a", "b", "c", "d", "e", "f"]
 
 
 def test_chip_id_shorter_than_the_data_arrays(tmp_path):
@@ -41,7 +41,7 @@ def test_chip_id_shorter_than_the_data_arrays(tmp_path):
     append_cube(tmp_path, chips(["c"]))
     zarr.open_group(str(tmp_path / CUBE_NAME), mode="r+")["chip_id"].resize((2,))
     assert _truncate_cube(tmp_path, {"a", "b"}) == 1
-    assert open_chips(tmp_path).sizes["chip"] == 2
+    assert open_chips(tmp_path / CUBE_NAME).sizes["chip"] == 2
 
 
 def test_first_write_killed_before_any_array(tmp_path):
@@ -49,7 +49,7 @@ def test_first_write_killed_before_any_array(tmp_path):
     assert _truncate_cube(tmp_path, set()) == 0
     assert not (tmp_path / CUBE_NAME).exists()
     append_cube(tmp_path, chips(["a"]))
-    assert open_chips(tmp_path).sizes["chip"] == 1
+    assert open_chips(tmp_path / CUBE_NAME).sizes["chip"] == 1
 
 
 def test_damaged_cube_the_index_relies_on_is_an_error(tmp_path):
@@ -77,7 +77,28 @@ def test_the_cube_opens_with_xarray_without_a_warning(tmp_path):
     assert ds.sizes["chip"] == 5 and ds.reflectance.shape == (5, 2, 8, 8)
     assert _truncate_cube(tmp_path, {"a", "b", "c", "d"}) == 1  # trailing row cut
     assert list(_open_as_a_user(tmp_path).chip_id.values) == ["a", "b", "c", "d"]
-    assert _truncate_cube(tmp_path, {"a", "c", "d"}) == 1  # a row in the middle: rewritten
-    ds = _open_as_a_user(tmp_path)
+    before = open_chips(tmp_path / CUBE_NAME).reflectance.values
+    # a row in the middle of a slotted cube (how s2xr writes cubes) becomes a hole
+    assert _truncate_cube(tmp_path, {"a", "c", "d"}) == 1
+    assert list(_open_as_a_user(tmp_path).chip_id.values) == ["a", "", "c", "d"]
+    ds = open_chips(tmp_path / CUBE_NAME)
     assert list(ds.chip_id.values) == ["a", "c", "d"]
-    np.testing.assert_array_equal(ds.reflectance.values, open_chips(tmp_path).reflectance.values)
+    np.testing.assert_array_equal(ds.reflectance.values, before[[0, 2, 3]])
+
+
+@pytest.mark.filterwarnings("ignore:The data type",
+                            "ignore:Consolidated metadata:UserWarning")
+def test_a_cube_from_before_slots_is_rewritten_slotted(tmp_path):
+    """A cube appended before region writes existed (1-D arrays chunked by the first write,
+    no slots attribute): a row in the middle is removed by rewriting the cube, which then
+    takes region writes."""
+    from s2xr.store.slots import SLOTS_ATTR, slotted
+
+    old = chips(["a", "b", "c"])
+    old.to_zarr(tmp_path / CUBE_NAME, zarr_format=3, consolidated=True)
+    assert slotted(tmp_path) is None
+    assert _truncate_cube(tmp_path, {"a", "c"}) == 1
+    assert list(_open_as_a_user(tmp_path).chip_id.values) == ["a", "c"]
+    np.testing.assert_array_equal(open_chips(tmp_path / CUBE_NAME).reflectance.values,
+                                  old.reflectance.values[[0, 2]])
+    assert slotted(tmp_path) == zarr.open_group(str(tmp_path / CUBE_NAME)).attrs[SLOTS_ATTR]

@@ -358,7 +358,7 @@ def test_prune_preview_then_prune(chipped, tmp_path):
     after = read_index(root)
     assert set(after.mmsi) <= set(keep)
     passed = set(after.loc[after.qa_pass, "chip_id"])
-    assert set(open_chips(root).chip_id.values) == passed
+    assert set(open_chips(root / "chips.zarr").chip_id.values) == passed
     assert {p.stem for p in (root / "chips").rglob("*.tif")} == passed
 
 
@@ -565,7 +565,7 @@ def test_stop_mid_run_leaves_the_stores_consistent(tmp_path):
         assert control.stopped and any(s == "chip" and 0 < d < t for s, d, t in seen)
         idx = read_index(root)
         passed = set(idx.loc[idx.qa_pass, "chip_id"])
-        assert passed and set(open_chips(root).chip_id.values) == passed
+        assert passed and set(open_chips(root / "chips.zarr").chip_id.values) == passed
         assert {p.stem for p in (root / "chips").rglob("*.tif")} == passed
         assert not list(root.rglob("*.tmp"))
         # the stop took effect inside the chip stage: the re-run finishes the rest
@@ -574,7 +574,7 @@ def test_stop_mid_run_leaves_the_stores_consistent(tmp_path):
         again = read_index(root)
         assert set(idx.chip_id) < set(again.chip_id)
         full = set(again.loc[again.qa_pass, "chip_id"])
-        assert set(open_chips(root).chip_id.values) == full
+        assert set(open_chips(root / "chips.zarr").chip_id.values) == full
         assert {p.stem for p in (root / "chips").rglob("*.tif")} == full
         # and one more run adds nothing
         mgr.start_run(s.config(cfg), s.options())

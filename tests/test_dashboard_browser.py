@@ -37,7 +37,8 @@ def consistent(root: Path) -> set[str]:
     """Index (passed) == cube == .tif files; no temp files. Returns the passed chip ids."""
     idx = read_index(root)
     passed = set(idx.loc[idx.qa_pass, "chip_id"])
-    cube = set(open_chips(root).chip_id.values) if (root / "chips.zarr").exists() else set()
+    raw = root / "chips.zarr"  # every chip stored, committed or not
+    cube = set(open_chips(raw).chip_id.values) if raw.exists() else set()
     assert cube == passed
     assert {p.stem for p in (root / "chips").rglob("*.tif")} == passed
     assert not list(root.rglob("*.tmp")) and idx.chip_id.is_unique

@@ -141,7 +141,7 @@ def test_disk_full_is_one_line_and_leaves_the_jobs_retryable(stac_server, world,
     """A write fails with ENOSPC mid-job: the CLI prints one line (no traceback), the run is
     recorded failed and its chip jobs are `failed` (due), not `pending`; `ops retry` then
     completes them."""
-    import s2xr.store.writer as writer
+    import s2xr.store.batch as writer
 
     ais = tmp_path / "ais.csv"
     _points(world, 2).to_csv(ais, index=False)

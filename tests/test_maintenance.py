@@ -120,7 +120,7 @@ def test_vacuum_repairs_and_compacts(small_run, tmp_path):
                      res.output.split("ops DB ")[1].split(" bytes")[0].split(" → "))
     assert after < before
     assert {p.stem for p in (root / "chips").rglob("*.tif")} == passed
-    assert set(open_chips(root).chip_id.values) == passed
+    assert set(open_chips(root / "chips.zarr").chip_id.values) == passed
 
 
 def test_vacuum_empties_pruned_areas_after_their_retention(small_run, tmp_path):
@@ -155,12 +155,12 @@ def test_vacuum_empties_pruned_areas_after_their_retention(small_run, tmp_path):
     assert not old.exists() and not half.exists() and recent.is_dir() and notes.is_dir()
     assert (recent / "prune.json").is_file()  # kept for `s2xr prune --undo`
     remaining = set(read_index(root).chip_id)
-    assert set(open_chips(root).chip_id.values) == passed & remaining
+    assert set(open_chips(root / "chips.zarr").chip_id.values) == passed & remaining
     res = CliRunner().invoke(main, ["vacuum", "--config", cfg, "--purge-pruned"])
     assert res.exit_code == 0, res.output
     assert "1 pruned area(s)" in res.output
     assert not recent.exists() and notes.is_dir()
-    assert set(open_chips(root).chip_id.values) == passed & remaining
+    assert set(open_chips(root / "chips.zarr").chip_id.values) == passed & remaining
     # a retention of 0 days empties an area on the next vacuum
     from s2xr.ops.maintenance import expire_pruned
 

@@ -41,7 +41,8 @@ def assert_consistent(root: Path) -> set[str]:
     """Index (passed) == cube == files on disk; no temp files. Returns the passed chip ids."""
     idx = read_index(root)
     passed = set(idx.loc[idx.qa_pass, "chip_id"])
-    cube = set(open_chips(root).chip_id.values) if (root / "chips.zarr").exists() else set()
+    raw = root / "chips.zarr"  # every chip stored, committed or not
+    cube = set(open_chips(raw).chip_id.values) if raw.exists() else set()
     files = {p.stem for p in (root / "chips").rglob("*.tif")}
     jsons = {p.stem for p in (root / "chips").rglob("*.json")}
     assert cube == passed and files == passed and jsons == passed

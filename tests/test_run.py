@@ -40,7 +40,7 @@ def demo_cfg_file(tmp_path: Path, root: Path, **extra: dict) -> Path:
 def assert_stores_agree(root: Path) -> set[str]:
     idx = read_index(root)
     passed = set(idx.loc[idx.qa_pass, "chip_id"])
-    assert set(open_chips(root).chip_id.values) == passed
+    assert set(open_chips(root / "chips.zarr").chip_id.values) == passed
     assert {p.stem for p in (root / "chips").rglob("*.tif")} == passed
     assert not list(root.rglob("*.tmp")) and idx.chip_id.is_unique
     return passed

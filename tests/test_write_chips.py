@@ -26,7 +26,7 @@ from pyproj import Transformer
 from s2xr.chips import cut_chips, plan_chips
 from s2xr.config import ChipSpec, GateConfig, StorageConfig
 from s2xr.gate import gate_chips
-from s2xr.store import read_index, write_chips
+from s2xr.store import open_chips, read_index, write_chips
 from s2xr.store.index import INDEX_COLUMNS
 
 EPSG, X0, Y0, N, RES, SIZE = 32630, 399960.0, 4000020.0, 120, 10.0, 16
@@ -109,9 +109,12 @@ def snapshot(root: Path) -> dict[str, tuple[int, str]]:
 
 
 def open_cube(root: Path) -> xr.Dataset:
+    """The committed chips (``open_chips(root)``), after checking the raw cube opens with
+    ``xr.open_zarr`` without a warning (its consolidated metadata is current)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        return xr.open_zarr(root / "chips.zarr").load()
+        xr.open_zarr(root / "chips.zarr")
+        return open_chips(root).load()
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +151,21 @@ def test_cube_holds_the_passed_chips_and_opens_without_a_warning(written):
     assert np.isnan(cube["reflectance"].values[corner, :, :5, :]).all()
     assert (cube["scl"].values[corner, :5, :] == 0).all()
     np.testing.assert_allclose(cube["valid_frac"].values[corner], 121 / 256, rtol=1e-6)
+
+
+def test_each_batch_writes_its_own_cube_region_and_readers_see_no_holes(written):
+    """Batches of 3 chips own regions of 8 slots (whole chunks): 2 batches reserve 16 slots;
+    the unused ones are holes (chip_id "") that xr.open_zarr shows and open_chips drops."""
+    root, plan, _, _ = written
+    raw = xr.open_zarr(root / "chips.zarr")
+    ids = np.array(raw["chip_id"].values.tolist(), dtype=object)
+    assert len(ids) == 16 and raw.attrs["s2xr_slots_per_batch"] == 8
+    first = int(plan["mmsi"].iloc[:3].isin(PASSED).sum())  # passed chips of batch 0
+    assert (ids[:8] != "").sum() == first and (ids[8:] != "").sum() == 3 - first
+    assert (ids[:first] != "").all() and (ids[8:8 + 3 - first] != "").all()  # from slot 0
+    assert raw["chip_id"].encoding["chunks"] == (8,)
+    assert raw["reflectance"].encoding["chunks"][0] == 8
+    assert sorted(open_chips(root)["chip_id"].values.tolist()) == sorted(ids[ids != ""])
 
 
 def test_each_passed_chip_has_a_geotiff_equal_to_the_cube(written):
@@ -285,7 +303,8 @@ def test_a_second_write_appends_to_the_cube_and_the_index(tmp_path):
 
 
 def test_should_stop_indexes_the_blocks_written_so_far(tmp_path):
-    plan, summary = write(tmp_path, block_size=2, should_stop=lambda: True)
+    asked = iter([False])  # the first batch starts; asked again, the answer is stop
+    plan, summary = write(tmp_path, block_size=2, should_stop=lambda: next(asked, True))
     assert summary.n_chips == 2
     idx = read_index(tmp_path)
     assert list(idx["chip_id"].sort_values()) == sorted(plan["chip_id"].iloc[:2])

@@ -41,9 +41,10 @@ from s2xr.ais.schema import canonical_columns
 from s2xr.errors import InputError
 from s2xr.ops.observations import ObservationStore
 from s2xr.store.consistency import reconcile
-from s2xr.store.cube import CHIPS_PER_CHUNK, append_cube, consolidate, open_chips
+from s2xr.store.cube import append_cube, consolidate, open_chips
 from s2xr.store.index import merge_index, read_index, write_daily_footprints
 from s2xr.store.layout import DatasetLayout, atomic_write, atomic_write_text, is_zarr
+from s2xr.store.slots import CHIPS_PER_CHUNK
 
 log = logging.getLogger(__name__)
 GEOD = Geod(ellps="WGS84")

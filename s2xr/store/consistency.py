@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from s2xr.errors import StorageError
-from s2xr.store.cube import consolidate
+from s2xr.store.cube import DEFAULT_BATCH, consolidate
 from s2xr.store.index import read_index
 from s2xr.store.layout import DatasetLayout, is_zarr
+from s2xr.store.slots import SLOTS_ATTR, slots_per_batch, write_new_cube
 
 log = logging.getLogger(__name__)
 
@@ -132,27 +133,40 @@ def _truncate_cube(root: Path, keep: set[str]) -> int:
                 arr.resize((short, *arr.shape[1:]))
         cut = max(lengths.values()) - short
         ids = ids[:short]
-    extra = np.array([c not in keep for c in ids], dtype=bool)
-    first = int(np.argmax(extra)) if extra.any() else len(ids)
-    if extra[first:].all():  # the usual case: the last append is not in the index
-        if first < len(ids):
-            for arr in arrays.values():
-                arr.resize((first, *arr.shape[1:]))
+    text = ids.astype(str)
+    hole = text == ""  # a reserved slot nothing was written to (s2xr.store.slots)
+    _, first_copy = np.unique(text, return_index=True)
+    dup = np.ones(len(text), bool)
+    dup[first_copy] = False
+    extra = ~hole & (~np.isin(text, list(keep)) | dup)
+    used = np.flatnonzero(~hole & ~extra)
+    end = int(used[-1]) + 1 if len(used) else 0
+    if end < len(ids):  # trailing holes and uncommitted rows: cut
+        for arr in arrays.values():
+            arr.resize((end, *arr.shape[1:]))
+    n_dropped = cut + int(extra[end:].sum())
+    extra = extra[:end]
+    if not extra.any():
         consolidate(path)
-        return cut + len(ids) - first
+        return n_dropped
+    if group.attrs.get(SLOTS_ATTR):  # uncommitted rows inside the regions: make them holes
+        arrays["chip_id"].set_coordinate_selection(np.flatnonzero(extra), "")
+        consolidate(path)
+        return n_dropped + int(extra.sum())
     # rows in the middle (e.g. after a prune): rewrite the cube without them
     from s2xr.store.cube import open_chips
 
-    ds = open_chips(path).isel(chip=np.flatnonzero(~extra)).load()
+    ds = open_chips(path)
+    ds = ds.isel(chip=np.flatnonzero(np.isin(ds["chip_id"].values.astype(object),
+                                             list(keep)))).load()
     for v in ds.variables.values():
         v.encoding = {k: e for k, e in v.encoding.items() if k in ("units", "dtype")}
     tmp = path.with_name(path.name + ".rewrite")
     shutil.rmtree(tmp, ignore_errors=True)
-    ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False)
-    consolidate(tmp)
+    write_new_cube(tmp, ds, slots_per_batch(DEFAULT_BATCH))  # slotted from now on
     shutil.rmtree(path)
     tmp.rename(path)
-    return cut + int(extra.sum())
+    return n_dropped + int(extra.sum())
 
 
 def reconcile(root: Path) -> ReconcileReport:

@@ -12,65 +12,45 @@ readers read the arrays' metadata (always current, even after a crash mid-append
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from s2xr.store.layout import DatasetLayout, is_zarr
+from s2xr.store.slots import (
+    SLOTS_ATTR,
+    consolidate,
+    prepare,
+    slots_per_batch,
+    write_new_cube,
+)
 
 log = logging.getLogger(__name__)
 
 CUBE_NAME = DatasetLayout.CUBE
-CHIPS_PER_CHUNK = 8  # 8 chips × 5–6 bands ≈ 12 MB per chunk; Blosc-LZ4 + byte shuffle
-_OBJ_COORDS = ("chip_id", "item_id", "tile_id", "band", "split", "qa_reason")
-
-
-def _prepare(ds: xr.Dataset) -> xr.Dataset:
-    out = ds.copy()
-    for name in _OBJ_COORDS:
-        if name in out.variables:
-            out[name] = out[name].astype(object)
-    return out
+DEFAULT_BATCH = 32  # storage.block_size's default: the region size of a cube appended first
 
 
 def append_cube(root: Path, ds: xr.Dataset) -> Path:
     """Append computed chips to the cube (create it on first use); returns its path."""
     path = DatasetLayout(Path(root)).cube
-    ds = _prepare(ds)
+    ds = prepare(ds)
     if ds.sizes.get("chip", 0) == 0:
         return path
-    if not is_zarr(path):
-        from zarr.codecs import BloscCodec
-
-        fast = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
-        enc = {"reflectance": {"chunks": (CHIPS_PER_CHUNK, ds.sizes["band"], ds.sizes["y"],
-                                          ds.sizes["x"]), "compressors": fast},
-               "scl": {"chunks": (CHIPS_PER_CHUNK, ds.sizes["y"], ds.sizes["x"]),
-                       "compressors": fast},
-               "ship_mask": {"chunks": (CHIPS_PER_CHUNK, ds.sizes["y"], ds.sizes["x"]),
-                             "compressors": fast},
-               "time": {"units": "milliseconds since 1970-01-01", "dtype": "int64"}}
-        enc = {k: v for k, v in enc.items() if k in ds.variables}
-        ds.to_zarr(path, mode="w-", encoding=enc, zarr_format=3, consolidated=False)
+    if not is_zarr(path):  # a new cube takes region writes too (s2xr.store.slots)
+        write_new_cube(path, ds, slots_per_batch(DEFAULT_BATCH))
     else:
+        import zarr
+
         ds = _existing_variables(path, ds)
+        # an append replaces the group's attributes: keep the cube's (its region size)
+        have = zarr.open_group(str(path), mode="r", use_consolidated=False).attrs
+        ds.attrs = {k: have[k] for k in (SLOTS_ATTR,) if k in have}
         ds.to_zarr(path, mode="a", append_dim="chip", zarr_format=3, consolidated=False)
     consolidate(path)
     log.info("cube %s: +%d chip(s)", path, ds.sizes["chip"])
     return path
-
-
-def consolidate(path: Path) -> None:
-    """Write the consolidated metadata of the Zarr v3 store at ``path`` (after any change to
-    its arrays: readers that use it see the shapes it records)."""
-    import zarr
-
-    with warnings.catch_warnings():  # "not part of the Zarr v3 specification (yet)"
-        warnings.filterwarnings("ignore", message="Consolidated metadata",
-                                category=UserWarning)
-        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 def _existing_variables(path: Path, ds: xr.Dataset) -> xr.Dataset:
@@ -94,10 +74,13 @@ def _existing_variables(path: Path, ds: xr.Dataset) -> xr.Dataset:
 def open_chips(path: str | Path, *, split: str | None = None) -> xr.Dataset:
     """Open the chip cube lazily as an ``xr.Dataset`` (Dask-backed; nothing is computed).
 
-    ``path``: the dataset root (``storage.root``) or the ``chips.zarr`` itself. ``split``:
-    keep only the chips of that split (``train``, ``val``, ``test``; a lazy selection).
+    ``path``: the dataset root (``storage.root``): the chips its index names as passed —
+    what the last committed write made visible (docs/formats.md, "Commit protocol") — or
+    the ``chips.zarr`` itself: every chip stored in it, committed or not. Either way once
+    per chip, without the unused slots of a run's cube regions. ``split``: keep only the
+    chips of that split (``train``, ``val``, ``test``). Selections are lazy.
 
-    Dims: ``chip`` (one per stored chip), ``band`` (reflectance bands in cube order, asset
+    Dims: ``chip`` (one per chip), ``band`` (reflectance bands in cube order, asset
     keys such as ``blue green red nir swir16 swir22``), ``y`` and ``x`` (pixels, row 0 at
     the top = north), ``affine`` (6). Data variables: ``reflectance(chip, band, y, x)``
     float32 surface reflectance (NaN = nodata), ``scl(chip, y, x)`` uint8 SCL classes,
@@ -108,12 +91,29 @@ def open_chips(path: str | Path, *, split: str | None = None) -> xr.Dataset:
     ``transform(chip, affine)``, ``split``. See ``docs/formats.md``.
     """
     p = Path(path)
+    committed: np.ndarray | None = None
     if p.suffix != Path(CUBE_NAME).suffix:
-        p = DatasetLayout(p).cube
+        from s2xr.store.index import index_path
+
+        root, p = p, DatasetLayout(p).cube
+        committed = np.array([], dtype=object)  # no index: nothing committed yet
+        if index_path(root).exists():
+            import pyarrow.parquet as pq
+
+            idx = pq.read_table(index_path(root), columns=["chip_id", "qa_pass"]).to_pandas()
+            committed = idx.loc[idx["qa_pass"].astype(bool), "chip_id"].to_numpy(object)
     ds = xr.open_zarr(p, consolidated=False, zarr_format=3)
+    ids = ds["chip_id"].values.astype(object)
+    keep = ids != ""  # a hole: a reserved slot nothing was written to
+    _, first = np.unique(ids, return_index=True)
+    once = np.zeros(len(ids), bool)
+    once[first] = True
+    keep &= once  # a chip written again after a crash: its first copy
+    if committed is not None:
+        keep &= np.isin(ids, committed)
     if split is not None:
-        ds = ds.isel(chip=np.flatnonzero(ds["split"].values == split))
-    return ds
+        keep &= ds["split"].values == split
+    return ds if keep.all() else ds.isel(chip=np.flatnonzero(keep))
 
 
 def cube_chip_ids(root: Path) -> np.ndarray:

@@ -1,37 +1,40 @@
-"""Stream gated chips to every store, block by block, with bounded memory.
+"""Write gated chips to every store, batch by batch, where they are cut; commit the index.
 
-For each block of chips: compute it (on whatever Dask scheduler is active), write the
-per-chip files in a thread pool, append the passed chips to the Zarr cube, then merge the
-block's rows into the GeoParquet index and the daily footprints. The index is written last,
-so it only ever names chips whose files and cube rows exist.
+Each chip batch is one task on the active Dask scheduler (threads, processes or a
+``distributed`` cluster): it computes the batch, gates it, writes the passed chips' files
+and their region of the Zarr cube (:mod:`s2xr.store.slots`) and returns only its index rows
+(:func:`s2xr.store.batch.write_batch`). The client keeps a bounded number of batches in
+flight, and merges the rows it got back into the GeoParquet index every ``index_every``
+chips and at the end. The index is the commit record (docs/formats.md, "Commit protocol"):
+it only ever names chips whose files and cube rows were written before it, and readers
+(:func:`~s2xr.store.open_chips`) see only the chips it names.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask
 import geopandas as gpd
-import numpy as np
 import pandas as pd
-import shapely.geometry
 import xarray as xr
-from affine import Affine
-from pyproj import Transformer
 
 from s2xr.config import GateConfig, StorageConfig
 from s2xr.gate import explain_gate
 from s2xr.memory import limit_malloc, release_free_memory
+from s2xr.store.batch import BatchResult, BatchTarget, write_batch
 from s2xr.store.cube import append_cube, cube_chip_ids
-from s2xr.store.files import write_chip_geotiff, write_json, write_quicklook
-from s2xr.store.index import INDEX_COLUMNS, merge_index
+from s2xr.store.index import merge_index
 from s2xr.store.labels import label_records, merge_labels
-from s2xr.store.layout import chip_stem, ensure_writable
+from s2xr.store.layout import ensure_writable
+from s2xr.store.slots import CubeSlots, create_cube, reserve_slots, slots_per_batch, slotted
 
 log = logging.getLogger(__name__)
 
@@ -45,130 +48,42 @@ class WriteSummary:
     n_rejected: int
     index: gpd.GeoDataFrame
     root: Path
+    writer_pids: frozenset[int] = frozenset()  # processes whose tasks wrote the chips
 
 
-@functools.lru_cache(maxsize=64)
-def _to_lonlat(epsg: int) -> Transformer:
-    return Transformer.from_crs(int(epsg), 4326, always_xy=True)
+def _cluster_client() -> Any:
+    """The ``distributed`` client ``.compute()`` would run on now, else ``None``."""
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed", "distributed"):
+        return None
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
 
 
-def _footprint(x_left: float, y_top: float, size_m: float, epsg: int) -> Any:
-    box = shapely.geometry.box(x_left, y_top - size_m, x_left + size_m, y_top)
-    t = _to_lonlat(int(epsg))
-    xs, ys = box.exterior.coords.xy
-    lon, lat = t.transform(np.asarray(xs), np.asarray(ys))
-    return shapely.geometry.Polygon(zip(lon, lat, strict=True))
-
-
-def _provenance(row: pd.Series, item_meta: dict[str, Any], bands: list[str]) -> dict[str, Any]:
-    meta = item_meta.get(row["item_id"], {})
-    return {
-        "chip_id": row["chip_id"], "mmsi": int(row["mmsi"]),
-        "item_id": row["item_id"], "collection": row.get("collection"),
-        "tile_id": row["tile_id"], "epsg": int(row["epsg"]),
-        "sensing_time": pd.Timestamp(row["scene_datetime"]).isoformat(),
-        "ais_time": None if pd.isna(row.get("ais_time")) else
-        pd.Timestamp(row["ais_time"]).isoformat(),
-        "dt_seconds": None if pd.isna(row.get("dt_seconds")) else float(row["dt_seconds"]),
-        "position_method": row.get("method"),
-        "position_uncertainty_m": None if pd.isna(row.get("uncertainty_m")) else
-        float(row["uncertainty_m"]),
-        "lon": float(row["lon"]), "lat": float(row["lat"]),
-        "processing_baseline": row.get("processing_baseline"),
-        "bands": bands,
-        "asset_hrefs": meta.get("hrefs", {}),
-        "scale_offset": meta.get("scale_offset", {}),
-        "reflectance": "DN × scale + offset (L2A surface reflectance); NaN = nodata",
-        "resampling": meta.get("resampling"),
-        "chip": {"size": int(row["size"]), "resolution_m": float(row["res"]),
-                 "x_left": float(row["x_left"]), "y_top": float(row["y_top"]),
-                 "row0": int(row["row0"]), "col0": int(row["col0"])},
-        "ship": {k: (None if pd.isna(row.get(k)) else row.get(k))
-                 for k in ("ship_name", "ship_type", "length", "beam", "provider")},
-    }
-
-
-def _index_rows(block: xr.Dataset, plan: pd.DataFrame, root: Path, bands: list[str],
-                size_m: float, n_ships: pd.Series | None = None, *,
-                with_geotiff: bool = True) -> gpd.GeoDataFrame:
-    p = plan.reset_index(drop=True)
-    geoms = [_footprint(x, y, size_m, e) for x, y, e in
-             zip(p["x_left"], p["y_top"], p["epsg"], strict=True)]
-    qa = {k: block[k].values for k in ("qa_cloud_frac", "qa_water_frac", "qa_land_frac",
-                                        "qa_ndwi_water_frac", "qa_chip_cloud_frac",
-                                        "valid_frac", "qa_pass", "qa_reason")}
-    paths = []
-    for row, ok in zip(p.itertuples(), qa["qa_pass"], strict=True):
-        stem = chip_stem(root, row.split, row.mmsi, row.scene_datetime, row.chip_id)
-        # the chip's GeoTIFF, or its JSON record with storage.write_geotiff off (the
-        # quicklook and sidecars sit beside either); none for rejected chips
-        paths.append(str(stem.with_suffix(".tif" if with_geotiff else ".json")
-                         .relative_to(root)) if ok else None)
-    overpass = p["overpass_time"] if "overpass_time" in p else p["scene_datetime"]
-    df = pd.DataFrame({
-        "chip_id": p["chip_id"], "path": paths, "mmsi": p["mmsi"].astype("int64"),
-        "lat": p["lat"], "lon": p["lon"],
-        "overpass_time": pd.to_datetime(overpass.fillna(p["scene_datetime"]), utc=True),
-        "scene_id": p["item_id"], "scene_datetime": pd.to_datetime(p["scene_datetime"],
-                                                                   utc=True),
-        "cloud_cover": p["cloud_cover"], "split": p["split"], "bands": ",".join(bands),
-        "has_swir": any(b.startswith("swir") for b in bands),
-        **{k: v for k, v in qa.items()},
-        "epsg": p["epsg"].astype("int32"), "tile_id": p["tile_id"],
-        "dt_seconds": p["dt_seconds"], "ais_time": pd.to_datetime(p["ais_time"], utc=True),
-        "position_method": p["method"], "uncertainty_m": p["uncertainty_m"],
-        "processing_baseline": p["processing_baseline"], "collection": p["collection"],
-        **{c: p.get(c, pd.NA) for c in ("ship_type", "length", "beam", "ship_name",
-                                                   "provider")},
-    })
-    df["ship_type"] = pd.to_numeric(df["ship_type"], errors="coerce").astype("Int64")
-    df["qa_reason"] = df["qa_reason"].astype(str)
-    df["n_ships"] = (pd.array([pd.NA] * len(df), dtype="Int64") if n_ships is None else
-                     pd.array(p["chip_id"].map(n_ships).fillna(0).to_numpy(), dtype="Int64"))
-    return gpd.GeoDataFrame(df[INDEX_COLUMNS[:-1]], geometry=geoms, crs="EPSG:4326")
-
-
-def _write_files(block: xr.Dataset, plan: pd.DataFrame, root: Path, cfg: StorageConfig,
-                 bands: list[str], item_meta: dict[str, Any], pool: ThreadPoolExecutor,
-                 labels: dict[str, list[dict[str, Any]]] | None = None) -> None:
-    refl = block["reflectance"].values
-    passed = block["qa_pass"].values
-    futures = []
-    for k, row in enumerate(plan.reset_index(drop=True).to_dict("records")):
-        if not passed[k]:
-            continue
-        stem = chip_stem(root, row["split"], row["mmsi"], row["scene_datetime"],
-                         row["chip_id"])
-        transform = Affine(row["res"], 0, row["x_left"], 0, -row["res"], row["y_top"])
-        prov = _provenance(pd.Series(row), item_meta, bands)
-        prov["qa"] = {n: float(block[n].values[k]) for n in (
-            "qa_cloud_frac", "qa_land_frac", "qa_water_frac", "qa_ndwi_water_frac",
-            "valid_frac")}
-        prov["split"] = row["split"]
-        if labels is not None:
-            prov["n_ships"] = len(labels.get(row["chip_id"], []))
-            prov["labels"] = labels.get(row["chip_id"], [])
-        geom = _footprint(row["x_left"], row["y_top"], row["size"] * row["res"], row["epsg"])
-
-        def job(k: int = k, stem: Path = stem, transform: Affine = transform,
-                prov: dict[str, Any] = prov, geom: Any = geom, epsg: int = int(row["epsg"])
-                ) -> None:
-            if cfg.write_geotiff:
-                write_chip_geotiff(stem.with_suffix(".tif"), refl[k], bands, transform, epsg,
-                                   tags={"chip_id": prov["chip_id"], "mmsi": prov["mmsi"],
-                                         "sensing_time": prov["sensing_time"]})
-            if cfg.write_quicklook:
-                write_quicklook(stem.with_suffix(".jpg"), refl[k], bands)
-            write_json(stem.with_suffix(".geojson"), {
-                "type": "Feature", "geometry": geom.__geo_interface__,
-                "properties": {"chip_id": prov["chip_id"], "mmsi": prov["mmsi"],
-                               "sensing_time": prov["sensing_time"],
-                               "item_id": prov["item_id"]}})
-            write_json(stem.with_suffix(".json"), prov)
-
-        futures.append(pool.submit(job))
-    for f in futures:
-        f.result()
+def _cube_slots(gated: xr.Dataset, plan: pd.DataFrame, root: Path, gate_cfg: GateConfig | None,
+                n_batches: int, block_size: int) -> CubeSlots | None:
+    """Client: the cube regions of this run (the cube is created, empty, on first use), or
+    ``None`` for a cube appended before slots existed (the client appends it then)."""
+    have = slotted(root)
+    if have is None:
+        log.info("cube under %s predates region writes: the client appends it", root)
+        return None
+    per = slots_per_batch(block_size)
+    if have == 0:
+        # no chip: nothing to read. Computed here (a cluster would hold futures of keys the
+        # batches share and, released, lose them under the batches)
+        empty = explain_gate(gated.isel(chip=slice(0, 0)).compute(scheduler="sync"), gate_cfg)
+        empty = empty.assign_coords(split=("chip", plan["split"].iloc[:0].astype(object)
+                                           .to_numpy()))
+        create_cube(root, empty, per)
+        have = per
+    per = have * -(-per // have)  # whole regions of the cube's own size
+    return reserve_slots(root, n_batches, per)
 
 
 def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
@@ -178,35 +93,42 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
                 labels: pd.DataFrame | None = None,
                 should_stop: Callable[[], bool] | None = None) -> WriteSummary:
     """Compute ``gated`` (from :func:`~s2xr.gate.gate_chips`, rows aligned with ``plan``,
-    which must carry a ``split`` column) block by block and write every store under
-    ``cfg.root``. Computes.
+    which must carry a ``split`` column) batch by batch and write every store under
+    ``cfg.root``. Computes, on the active Dask scheduler.
 
-    Per block of ``block_size`` chips: per-chip files (thread pool), then the Zarr append.
-    The GeoParquet index and the daily footprints are merged every ``index_every`` chips and
-    at the end — always after the files and cube rows they name — so memory stays flat and
-    index writes do not grow with the square of the dataset. ``item_meta``: item_id →
-    {hrefs, scale_offset, resampling} for the JSON provenance. ``progress(n)`` is called
-    after each block with its size. ``labels``: the ship labels of the chips
-    (:func:`s2xr.labels.label_chips`); when given, each chip's JSON gets ``labels`` and
-    ``n_ships``, the index ``n_ships`` and ``indexes/labels.parquet`` the rows of the passed
-    chips (written before the index rows that name them). ``should_stop()`` is checked after
-    each block: when it returns True the blocks written so far are indexed and the call
-    returns early (``n_chips`` counts what was written)."""
+    Each batch of ``block_size`` chips is cut, gated and written by one task (per-chip
+    files, its cube region); a ``distributed`` cluster's workers write straight to the
+    root, so it must be a path every worker reaches. The GeoParquet index and the daily
+    footprints are merged every ``index_every`` chips and at the end — always after the
+    files and cube rows they name. ``item_meta``: item_id → {hrefs, scale_offset,
+    resampling} for the JSON provenance. ``progress(n)`` is called after each batch with its
+    size. ``labels``: the ship labels of the chips (:func:`s2xr.labels.label_chips`); when
+    given, each chip's JSON gets ``labels`` and ``n_ships``, the index ``n_ships`` and
+    ``indexes/labels.parquet`` the rows of the passed chips (written before the index rows
+    that name them). ``should_stop()`` is checked before each batch starts: when it returns
+    True the batches started are finished and indexed and the call returns early
+    (``n_chips`` counts what was written)."""
     root = Path(cfg.root)
     ensure_writable(root)
     limit_malloc()
     if "split" not in plan:
         raise ValueError("plan needs a 'split' column (see s2xr.splits.assign_splits)")
-    bands = [str(b) for b in gated.band.values]
-    size_m = float(gated.sizes["x"] * gated.attrs.get("resolution_m", 10.0))
+    plan = plan.reset_index(drop=True)
     n = gated.sizes["chip"]
-    written = 0
-    n_pass = 0
-    index = None
-    pending: list[gpd.GeoDataFrame] = []
+    starts = list(range(0, n, block_size))
+    slots = (_cube_slots(gated, plan, root, gate_cfg, len(starts), block_size)
+             if cfg.write_zarr and n else None)
+    target = BatchTarget(root=root, storage=cfg, gate=gate_cfg,
+                         bands=tuple(str(b) for b in gated.band.values),
+                         size_m=float(gated.sizes["x"] * gated.attrs.get("resolution_m", 10.0)),
+                         slots=slots, item_meta=item_meta or {})
     n_ships = labels.groupby("chip_id").size() if labels is not None else None
-    # chips already in the cube are not appended again (re-runs are idempotent)
+    # chips already in the cube are not written again (re-runs are idempotent)
     in_cube = set(map(str, cube_chip_ids(root))) if cfg.write_zarr else set()
+    pending: list[gpd.GeoDataFrame] = []
+    pids: set[int] = set()
+    index = None
+    written = n_pass = 0
 
     def flush() -> gpd.GeoDataFrame | None:
         release_free_memory()
@@ -219,57 +141,106 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
             merge_labels(root, labels.loc[labels["chip_id"].isin(ok)])
         return merge_index(root, gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326"))
 
-    def compute_block(start: int) -> tuple[slice, xr.Dataset]:
-        sl = slice(start, min(start + block_size, n))
-        return sl, explain_gate(gated.isel(chip=sl).compute(), gate_cfg)
+    def batch_args(k: int) -> tuple[Any, ...]:
+        sl = slice(starts[k], min(starts[k] + block_size, n))
+        sub = plan.iloc[sl]
+        ids = set(sub["chip_id"])
+        recs = (label_records(labels.loc[labels["chip_id"].isin(ids)])
+                if labels is not None else None)
+        ships = n_ships.loc[n_ships.index.isin(ids)] if n_ships is not None else None
+        return (gated.isel(chip=sl), sub, k, target, recs, ships,
+                frozenset(ids & in_cube))
 
-    # With per-chip files, the next block is computed (cut + gate, on the Dask scheduler)
-    # while this one's files and cube rows are written, so decoding and encoding overlap
-    # (one more block in memory). A cube-only write gains little from it: block by block.
-    overlap = cfg.write_geotiff or cfg.write_quicklook
-    with ThreadPoolExecutor(max_workers=2) as pool, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2xr-prefetch") as ahead:
-        nxt = ahead.submit(compute_block, 0) if n else None
-        for _ in range(0, n, block_size):
-            assert nxt is not None
-            sl, block = nxt.result()
-            more = sl.stop < n and not (should_stop is not None and should_stop())
-            nxt = ahead.submit(compute_block, sl.stop) if more and overlap else None
-            nxt_later = more and not overlap
-            sub = plan.iloc[sl]
-            block = block.assign_coords(split=("chip", sub["split"].astype(object).to_numpy()))
-            recs = (label_records(labels.loc[labels["chip_id"].isin(set(sub["chip_id"]))])
-                    if labels is not None else None)
-            _write_files(block, sub, root, cfg, bands, item_meta or {}, pool, recs)
-            passed = block["qa_pass"].values
-            n_pass += int(passed.sum())
-            if cfg.write_zarr:
-                ids = block["chip_id"].values.astype(str)
-                new = passed & np.array([i not in in_cube for i in ids], dtype=bool)
-                if (passed & ~new).any():
-                    log.info("%d chip(s) already in the cube: not appended again",
-                             int((passed & ~new).sum()))
-                append_cube(root, block.isel(chip=np.flatnonzero(new)))
-                in_cube.update(ids[new])
-            pending.append(_index_rows(block, sub, root, bands, size_m, n_ships,
-                                       with_geotiff=cfg.write_geotiff))
-            del block
-            if sum(len(p) for p in pending) >= index_every:
-                index = flush()
-            if progress:
-                progress(sl.stop - sl.start)
-            written = sl.stop
-            if nxt_later:
-                nxt = ahead.submit(compute_block, sl.stop)
-            if nxt is None and written < n:
-                log.warning("stop requested: %d of %d chip(s) written, the rest left for the "
-                            "next run", written, n)
-                break
+    stopped = False
+    for res in _run_batches(len(starts), batch_args, should_stop):
+        if res is None:
+            stopped = True
+            continue
+        if res.append is not None and res.append.sizes["chip"]:
+            append_cube(root, res.append)  # a cube from before slots: the client appends
+            in_cube.update(map(str, res.append["chip_id"].values))
+        n_pass += res.n_passed
+        pids.add(res.pid)
+        pending.append(res.rows)
+        written += len(res.rows)
+        if sum(len(p) for p in pending) >= index_every:
+            index = flush()
+        if progress:
+            progress(len(res.rows))
+    if stopped:
+        log.warning("stop requested: %d of %d chip(s) written, the rest left for the next run",
+                    written, n)
     index = flush() if pending else index
     if index is None:
         from s2xr.store.index import read_index
 
         index = read_index(root)
+    if pids:
+        log.info("%d chip(s) written by %d process(es)%s", written, len(pids),
+                 "" if pids == {os.getpid()} else " (cluster workers)")
     return WriteSummary(n_chips=written, n_passed=n_pass, n_rejected=written - n_pass,
-                        index=index,
-                        root=root)
+                        index=index, root=root, writer_pids=frozenset(pids))
+
+
+def _compute_and_write(lazy: xr.Dataset, *args: Any, scheduler: str | None = None
+                       ) -> BatchResult:
+    """Compute the batch ``lazy`` (on ``scheduler``, default: the active one), then
+    :func:`~s2xr.store.batch.write_batch` it."""
+    return write_batch(lazy.compute(scheduler=scheduler), *args)
+
+
+def _run_batches(n_batches: int, batch_args: Callable[[int], tuple[Any, ...]],
+                 should_stop: Callable[[], bool] | None) -> Iterator[BatchResult | None]:
+    """Run :func:`write_batch` for batches ``0 … n_batches - 1`` (``batch_args(k)`` gives the
+    lazy block and the rest of its arguments) on the active scheduler and yield the results
+    in batch order; ``None`` once if ``should_stop()`` ended it early.
+
+    On a ``distributed`` cluster every batch is one task of a single graph (batches share
+    stack blocks; graphs sent one by one would each own them), which the workers compute
+    and write; a stop cancels the batches not finished. Otherwise client threads each
+    compute a batch on the local scheduler, a bounded number at once, and a stop starts
+    no more (those started are finished)."""
+    client = _cluster_client()
+    if client is not None:
+        yield from _run_on_cluster(client, n_batches, batch_args, should_stop)
+        return
+    width = max(2, os.cpu_count() or 2)
+    inflight: deque[Future[BatchResult]] = deque()
+    stop = False
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="s2xr-write") as pool:
+        try:
+            k = 0
+            while k < n_batches or inflight:
+                while k < n_batches and len(inflight) < width and not stop:
+                    if should_stop is not None and should_stop():
+                        stop = True
+                        break
+                    inflight.append(pool.submit(_compute_and_write, *batch_args(k)))
+                    k += 1
+                if not inflight:
+                    break
+                yield inflight.popleft().result()  # batch order: the index grows in plan order
+        finally:
+            for f in inflight:
+                f.cancel()
+    if stop:
+        yield None
+
+
+def _run_on_cluster(client: Any, n_batches: int, batch_args: Callable[[int], tuple[Any, ...]],
+                    should_stop: Callable[[], bool] | None) -> Iterator[BatchResult | None]:
+    if should_stop is not None and should_stop():
+        yield None
+        return
+    # each task computes its batch where it runs (the worker's threads read the COGs):
+    # the client sends graphs, not chips, and gets back only index rows
+    futures = [client.submit(_compute_and_write, *batch_args(k), scheduler="threads",
+                             pure=False) for k in range(n_batches)]
+    try:
+        for k, fut in enumerate(futures):
+            yield fut.result()
+            if k + 1 < n_batches and should_stop is not None and should_stop():
+                yield None
+                return
+    finally:
+        client.cancel([f for f in futures if not f.done()])
