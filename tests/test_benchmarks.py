@@ -54,3 +54,11 @@ def test_ais_memory_quick():
     assert out["hwm_mb_big"] > 0 and out["hwm_mb_small"] > 0
     # the ops DB keeps the fixes chips depend on, not every row of the big file
     assert out["ops_db_mb_big"] < 3 * out["ops_db_mb_small"]
+
+
+def test_end_to_end_quick():
+    out = run("end_to_end.py", "--quick")
+    assert out["n"] == 100 and out["chips_per_s_local"] > 0 and out["chips_per_s_cut"] > 0
+    assert out["write_overhead"] == pytest.approx(
+        out["seconds_cut_and_write"] / out["seconds_cut"] - 1)
+    assert out["chips_per_s_s3"] is None  # object-store roots: not built yet

@@ -22,7 +22,7 @@ from pyproj import Transformer
 
 from s2xr.config import GateConfig, StorageConfig
 from s2xr.gate import explain_gate
-from s2xr.memory import limit_malloc
+from s2xr.memory import WRITE_MMAP_THRESHOLD, limit_malloc
 from s2xr.store.files import write_chip_geotiff, write_json, write_quicklook
 from s2xr.store.index import INDEX_COLUMNS
 from s2xr.store.layout import chip_stem
@@ -63,7 +63,7 @@ def write_batch(block: xr.Dataset, plan: pd.DataFrame, k: int, target: BatchTarg
     which carries ``split``) → per-chip files of the passed chips, their cube rows (region
     ``k`` of ``target.slots``; chips in ``in_cube`` are not written again) and the batch's
     index rows. Writes; returns the rows for the client to commit."""
-    limit_malloc()
+    limit_malloc(mmap_threshold=WRITE_MMAP_THRESHOLD)  # on a worker too
     block = explain_gate(block, target.gate)
     block = block.assign_coords(split=("chip", plan["split"].astype(object).to_numpy()))
     bands = list(target.bands)

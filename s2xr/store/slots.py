@@ -171,8 +171,12 @@ def write_region(slots: CubeSlots, k: int, chips: xr.Dataset) -> None:
                     slots.path, extra)
     ds = ds.drop_vars([v for v in ds.variables if "chip" not in ds[v].dims or v not in have])
     ds.attrs = {}
-    ds.to_zarr(slots.path, region={"chip": slice(a, a + n)}, mode="r+", zarr_format=3,
-               consolidated=False, safe_chunks=False)
+    import zarr
+
+    # a region holds chips, never an all-fill chunk: skip zarr's per-chunk emptiness scan
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        ds.to_zarr(slots.path, region={"chip": slice(a, a + n)}, mode="r+", zarr_format=3,
+                   consolidated=False, safe_chunks=False)
 
 
 def consolidate(path: Path) -> None:

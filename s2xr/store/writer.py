@@ -28,7 +28,7 @@ import xarray as xr
 
 from s2xr.config import GateConfig, StorageConfig
 from s2xr.gate import explain_gate
-from s2xr.memory import limit_malloc, release_free_memory
+from s2xr.memory import WRITE_MMAP_THRESHOLD, limit_malloc, release_free_memory
 from s2xr.store.batch import BatchResult, BatchTarget, write_batch
 from s2xr.store.cube import append_cube, cube_chip_ids
 from s2xr.store.index import merge_index
@@ -37,6 +37,7 @@ from s2xr.store.layout import ensure_writable
 from s2xr.store.slots import CubeSlots, create_cube, reserve_slots, slots_per_batch, slotted
 
 log = logging.getLogger(__name__)
+
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     (``n_chips`` counts what was written)."""
     root = Path(cfg.root)
     ensure_writable(root)
-    limit_malloc()
+    # chip-sized buffers (≈ 1.5 MB) from the heap, reused, not mmapped and zeroed each time
+    limit_malloc(mmap_threshold=WRITE_MMAP_THRESHOLD)
     if "split" not in plan:
         raise ValueError("plan needs a 'split' column (see s2xr.splits.assign_splits)")
     plan = plan.reset_index(drop=True)
@@ -198,13 +200,22 @@ def _run_batches(n_batches: int, batch_args: Callable[[int], tuple[Any, ...]],
     On a ``distributed`` cluster every batch is one task of a single graph (batches share
     stack blocks; graphs sent one by one would each own them), which the workers compute
     and write; a stop cancels the batches not finished. Otherwise client threads each
-    compute a batch on the local scheduler, a bounded number at once, and a stop starts
-    no more (those started are finished)."""
+    compute a batch — on the threads scheduler one batch per core, each computed in its
+    thread — a bounded number at once, and a stop starts no more (those started are
+    finished)."""
     client = _cluster_client()
     if client is not None:
         yield from _run_on_cluster(client, n_batches, batch_args, should_stop)
         return
-    width = max(2, os.cpu_count() or 2)
+    active = dask.config.get("scheduler", None)
+    if active in (None, "threads", "threading"):
+        # one batch per core, each cut and written in its own thread: one pool of threads,
+        # not a Dask pool per batch competing for the GIL
+        width, each = os.cpu_count() or 2, "sync"
+    elif active in ("sync", "synchronous", "single-threaded"):
+        width, each = 1, "sync"
+    else:  # processes, or a scheduler function: each batch computed on it
+        width, each = 2, None
     inflight: deque[Future[BatchResult]] = deque()
     stop = False
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="s2xr-write") as pool:
@@ -215,7 +226,8 @@ def _run_batches(n_batches: int, batch_args: Callable[[int], tuple[Any, ...]],
                     if should_stop is not None and should_stop():
                         stop = True
                         break
-                    inflight.append(pool.submit(_compute_and_write, *batch_args(k)))
+                    inflight.append(pool.submit(_compute_and_write, *batch_args(k),
+                                                scheduler=each))
                     k += 1
                 if not inflight:
                     break
