@@ -131,34 +131,29 @@ def test_an_asset_opened_by_many_threads_at_once_is_fetched_once(world, item):
     with CogServer(world.root, latency_s=0.05) as srv:
         href = http_items([item], world.root, srv.url, tag="first-open")[0]["assets"][
             "red"]["href"]
-        go = threading.Barrier(16)
         errors: list[BaseException] = []
 
-        def open_it() -> None:
-            go.wait()
-            try:
-                reader.open_dataset(href)
-            except BaseException as exc:
-                errors.append(exc)
+        def at_once(n: int, call) -> None:
+            """``call()`` in ``n`` threads released together; their errors kept."""
+            go = threading.Barrier(n)
 
-        threads = [threading.Thread(target=open_it) for _ in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+            def run() -> None:
+                go.wait()
+                try:
+                    call()
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=run) for _ in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+
+        at_once(16, lambda: reader.open_dataset(href))
         opened = srv.counts()
         srv.reset()
-        go2 = threading.Barrier(8)
-
-        def fetch_it() -> None:
-            go2.wait()
-            reader.BLOCKS.fetch(href, 0, 0)
-
-        threads = [threading.Thread(target=fetch_it) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        at_once(8, lambda: reader.BLOCKS.fetch(href, 0, 0))
         fetched = srv.counts()
     assert not errors, errors
     assert opened.by_method.get("HEAD", 0) == 1, opened.by_method

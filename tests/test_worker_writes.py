@@ -38,6 +38,16 @@ def _dataset(root: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray], set[str]]
     return idx.drop(columns="geometry"), pixels, files
 
 
+def _assert_same_dataset(root: Path, want: tuple[pd.DataFrame, dict[str, np.ndarray], set[str]]
+                         ) -> None:
+    idx, pixels, files = _dataset(root)
+    c_idx, c_pixels, c_files = want
+    pd.testing.assert_frame_equal(idx, c_idx)
+    assert files == c_files and pixels.keys() == c_pixels.keys()
+    for cid, px in c_pixels.items():
+        np.testing.assert_array_equal(pixels[cid], px, err_msg=cid)
+
+
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory):
     root = tmp_path_factory.mktemp("clean")
@@ -59,12 +69,7 @@ def test_on_a_cluster_the_workers_write_and_the_dataset_is_the_same(clean, tmp_p
         workers = set(client.run(os.getpid).values())
         _, summary = _write(root)
     assert summary.writer_pids and summary.writer_pids <= workers  # not this process
-    idx, pixels, files = _dataset(root)
-    c_idx, c_pixels, c_files = clean[1]
-    pd.testing.assert_frame_equal(idx, c_idx)
-    assert files == c_files and pixels.keys() == c_pixels.keys()
-    for cid, px in c_pixels.items():
-        np.testing.assert_array_equal(pixels[cid], px, err_msg=cid)
+    _assert_same_dataset(root, clean[1])
 
 
 def test_a_run_that_dies_mid_way_commits_nothing_and_its_rerun_is_a_clean_run(
@@ -92,12 +97,7 @@ def test_a_run_that_dies_mid_way_commits_nothing_and_its_rerun_is_a_clean_run(
     assert report.cube_rows_dropped > 0 and not any((root / "chips").rglob("*.tif"))
     with dask.config.set(scheduler="threads"):
         _write(root)
-    idx, pixels, files = _dataset(root)
-    c_idx, c_pixels, c_files = clean[1]
-    pd.testing.assert_frame_equal(idx, c_idx)
-    assert files == c_files and pixels.keys() == c_pixels.keys()
-    for cid, px in c_pixels.items():
-        np.testing.assert_array_equal(pixels[cid], px, err_msg=cid)
+    _assert_same_dataset(root, clean[1])
 
 
 def test_the_cube_regions_of_two_runs_do_not_overlap(tmp_path):

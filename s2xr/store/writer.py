@@ -12,6 +12,7 @@ it only ever names chips whose files and cube rows were written before it, and r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections import deque
@@ -150,8 +151,10 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
         recs = (label_records(labels.loc[labels["chip_id"].isin(ids)])
                 if labels is not None else None)
         ships = n_ships.loc[n_ships.index.isin(ids)] if n_ships is not None else None
-        return (gated.isel(chip=sl), sub, k, target, recs, ships,
-                frozenset(ids & in_cube))
+        meta = {i: target.item_meta[i] for i in sub["item_id"].unique()
+                if i in target.item_meta}  # what this batch's JSON records need, no more
+        return (gated.isel(chip=sl), sub, k, dataclasses.replace(target, item_meta=meta), recs,
+                ships, frozenset(ids & in_cube))
 
     stopped = False
     for res in _run_batches(len(starts), batch_args, should_stop):
@@ -197,9 +200,10 @@ def _run_batches(n_batches: int, batch_args: Callable[[int], tuple[Any, ...]],
     lazy block and the rest of its arguments) on the active scheduler and yield the results
     in batch order; ``None`` once if ``should_stop()`` ended it early.
 
-    On a ``distributed`` cluster every batch is one task of a single graph (batches share
-    stack blocks; graphs sent one by one would each own them), which the workers compute
-    and write; a stop cancels the batches not finished. Otherwise client threads each
+    On a ``distributed`` cluster every batch is one task that computes its batch on the
+    worker's threads and writes it (xarray graphs sent through ``client.compute`` lost the
+    keys batches share when one batch's keys were released); a stop cancels the batches
+    not finished. Otherwise client threads each
     compute a batch — on the threads scheduler one batch per core, each computed in its
     thread — a bounded number at once, and a stop starts no more (those started are
     finished)."""
