@@ -1,5 +1,5 @@
-"""Every shell command of README.md, docs/runbook.md, docs/real-data.md and docs/planning.md,
-run as written and checked to exit as the docs say.
+"""Every shell command of README.md, docs/runbook.md, docs/real-data.md, docs/planning.md and
+docs/cluster.md, run as written and checked to exit as the docs say.
 
 What is run: each ```bash / ```sh / ```shell block (as one bash script, `set -e`), the `$`
 lines of ```console blocks, the `ExecStart=` of ```ini systemd units (with the unit's
@@ -42,7 +42,8 @@ from s2xr.store import open_chips, read_index
 from tests.helpers.earth_search import twin_items
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = ("README.md", "docs/runbook.md", "docs/real-data.md", "docs/planning.md")
+DOCS = ("README.md", "docs/runbook.md", "docs/real-data.md", "docs/planning.md",
+        "docs/cluster.md")
 SHELL = {"bash", "sh", "shell", "console"}
 STOPPER = REPO / "tests" / "helpers" / "stop_when_waiting.py"
 KEYS = {"paste-your-key-here", "docs-test-key"}  # docs/real-data.md's placeholder; the unit's
@@ -357,8 +358,18 @@ def check_planning(work: Path, srv: Path, extra: dict, ais: ReplayServerThread) 
     assert (work / "s2xr-demo" / "plan" / "overpass_schedule.csv").exists()
 
 
+def check_cluster(work: Path, srv: Path, extra: dict, ais: ReplayServerThread) -> None:
+    root = work / "cluster-demo"  # written by the two workers: index == files == cube
+    idx = read_index(root)
+    passed = set(idx.loc[idx.qa_pass, "chip_id"])
+    assert passed
+    assert {p.stem for p in (root / "chips").rglob("*.tif")} == passed
+    assert set(open_chips(root / "chips.zarr").chip_id.values) == passed
+    assert "Start worker" in (work / "workers.log").read_text()
+
+
 CHECKS = {"docs/real-data.md": check_real_data, "docs/runbook.md": check_runbook,
-          "docs/planning.md": check_planning}
+          "docs/planning.md": check_planning, "docs/cluster.md": check_cluster}
 
 if __name__ == "__main__":  # pragma: no cover - list what would run
     for d in DOCS:
