@@ -1,4 +1,5 @@
-"""The Zarr v3 chip cube at ``{root}/chips.zarr``, appendable along ``chip``.
+"""The Zarr v3 chip cube at ``{root}/chips.zarr``: written in regions by the tasks that cut
+the chips (:mod:`s2xr.store.slots`) or appended along ``chip``; read with :func:`open_chips`.
 
 Variables: reflectance(chip, band, y, x) float32, scl(chip, y, x) uint8, ship_mask(chip, y,
 x) uint8 (when the chips carry labels), valid_frac and qa_* (chip), with per-chip coords
