@@ -27,7 +27,6 @@ RETRY_BASE_S = 0.25
 _local = threading.local()
 
 
-
 def forget_handles() -> None:
     """Make every thread close its dataset handles on its next open (and forget which
     assets were opened): after files are replaced or GDAL options change."""
@@ -110,14 +109,14 @@ def open_dataset(href: str) -> Any:
 
 
 def forget_dataset(href: str) -> None:
+    """Close this thread's handle of ``href`` and make GDAL forget what it cached of the URL
+    (after a failed read: the next open starts afresh)."""
     cache = getattr(_local, "datasets", None)
     ds = cache.pop(href, None) if cache is not None else None
     if ds is not None:
         ds.close()
     _OPENED.discard(href)
     _forget_url(href)
-
-
 
 
 def was_opened(href: str) -> bool:

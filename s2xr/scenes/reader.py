@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 RESAMPLING = {"bilinear": Resampling.bilinear, "cubic": Resampling.cubic,
               "nearest": Resampling.nearest}
 BLOCK_CACHE_BYTES = 256 * 2**20
+
+
 def reset_dataset_cache() -> None:
     """Drop the shared decoded blocks and make every thread close its dataset handles on its
     next read. Used between benchmark runs and after files are replaced."""

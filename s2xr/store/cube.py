@@ -22,6 +22,7 @@ from s2xr.store.layout import DatasetLayout, is_zarr
 from s2xr.store.slots import (
     SLOTS_ATTR,
     consolidate,
+    known_variables,
     prepare,
     slots_per_batch,
     write_new_cube,
@@ -57,14 +58,7 @@ def append_cube(root: Path, ds: xr.Dataset) -> Path:
 def _existing_variables(path: Path, ds: xr.Dataset) -> xr.Dataset:
     """``ds`` without variables the existing cube lacks (e.g. ``ship_mask`` appended to a cube
     written before labels existed): Zarr cannot append a new variable along ``chip``."""
-    import zarr
-
-    have = set(zarr.open_group(str(path), mode="r", use_consolidated=False).array_keys())
-    extra = [v for v in ds.data_vars if v not in have]
-    if extra:
-        log.warning("cube %s has no %s: not appended (rebuild the cube to add them)", path,
-                    extra)
-        ds = ds.drop_vars(extra)
+    ds, have = known_variables(path, ds)
     if "ship_mask" in have and "ship_mask" not in ds:  # keep the cube's arrays aligned
         log.warning("chips without labels appended to %s: their ship_mask is all 0", path)
         ds = ds.assign(ship_mask=(("chip", "y", "x"), np.zeros(

@@ -154,6 +154,18 @@ def reserve_slots(root: Path, n_batches: int, per_batch: int) -> CubeSlots:
     return CubeSlots(path=path, start=start, per_batch=per_batch, n_batches=n_batches)
 
 
+def known_variables(path: Path, ds: xr.Dataset) -> tuple[xr.Dataset, set[str]]:
+    """``ds`` without the data variables the cube at ``path`` lacks (logged: Zarr cannot add
+    a variable along ``chip`` to an existing cube), and the names of the cube's arrays."""
+    have = set(_group(path).array_keys())
+    extra = [v for v in ds.data_vars if v not in have]
+    if extra:
+        log.warning("cube %s has no %s: not written (rebuild the cube to add them)", path,
+                    extra)
+        ds = ds.drop_vars(extra)
+    return ds, have
+
+
 def write_region(slots: CubeSlots, k: int, chips: xr.Dataset) -> None:
     """Worker: write computed ``chips`` (at most ``slots.per_batch``) into batch ``k``'s region
     of the cube, from its first slot. Only this batch writes these chunks."""
@@ -163,12 +175,8 @@ def write_region(slots: CubeSlots, k: int, chips: xr.Dataset) -> None:
     if n > slots.per_batch:
         raise ValueError(f"{n} chips do not fit a region of {slots.per_batch} slots")
     a = slots.region(k)
-    ds = prepare(chips)
-    have = set(_group(slots.path).array_keys())
-    extra = [v for v in ds.data_vars if v not in have]
-    if extra:  # (a cube's ship_mask that these chips lack stays 0: background)
-        log.warning("cube %s has no %s: not written (rebuild the cube to add them)",
-                    slots.path, extra)
+    # (a cube's ship_mask that these chips lack stays 0 in the region: background)
+    ds, have = known_variables(slots.path, prepare(chips))
     ds = ds.drop_vars([v for v in ds.variables if "chip" not in ds[v].dims or v not in have])
     ds.attrs = {}
     import zarr

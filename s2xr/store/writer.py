@@ -250,8 +250,14 @@ def _run_on_cluster(client: Any, n_batches: int, batch_args: Callable[[int], tup
         return
     # each task computes its batch where it runs (the worker's threads read the COGs):
     # the client sends graphs, not chips, and gets back only index rows
-    futures = [client.submit(_compute_and_write, *batch_args(k), scheduler="threads",
-                             pure=False) for k in range(n_batches)]
+    futures = []
+    for k in range(n_batches):
+        lazy, *rest = batch_args(k)
+        # a lazy batch carries the graph of every batch (1.7 MB pickled at 5,000 chips,
+        # growing with the run); culled, only its own (≈ 50 kB, whatever the run's size)
+        (lazy,) = dask.optimize(lazy)
+        futures.append(client.submit(_compute_and_write, lazy, *rest, scheduler="threads",
+                                     pure=False))
     try:
         for k, fut in enumerate(futures):
             yield fut.result()
