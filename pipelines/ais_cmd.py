@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from pipelines.options import config_option, resolve_config
+from pipelines.options import config_option, require_local, resolve_config
 from s2xr.ais.aisstream import WORLD, Box, boxes_for_tiles
 from s2xr.ais.capture import AisCapture, CaptureResult, CaptureSettings, capture_segments
 from s2xr.ais.sampling import DailySampler
@@ -87,8 +87,9 @@ def collect_ais(config_path: str | None, url: str | None, out_dir: str | None,
     cfg = resolve_config(config_path, out=out_dir,
                          ais={"url": url, "watchdog_s": watchdog_s, "write_xlsx": xlsx,
                               "random_sampling_per_day": random_per_day})
+    require_local(cfg, "collect-ais")  # `s2xr run` captures into an object store dataset
     ais = cfg.ais
-    root = Path(out_dir) if out_dir else Path(cfg.storage.root)
+    root = Path(cfg.storage.root)
     if restrict_to_schedule and not schedule_path:
         raise InputError("--restrict-to-schedule needs --schedule "
                          f"{DatasetLayout(Path()).schedule}")

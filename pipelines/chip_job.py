@@ -43,7 +43,9 @@ from s2xr.store import write_chips
 from s2xr.store.consistency import dataset_lock, reconcile
 from s2xr.store.index import read_index
 from s2xr.store.layout import DatasetLayout, ensure_writable
+from s2xr.store.objects import check_writable
 from s2xr.store.rejects import REJECT_COLUMNS, combine_rejects, write_rejects
+from s2xr.store.sync import synced
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +105,11 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
     """
     layout = DatasetLayout.of(cfg)
     ensure_writable(layout.root)
-    with dataset_lock(layout.root, reentrant=True):
-        reconcile(layout.root)
+    if layout.remote is not None:
+        check_writable(layout.remote)
+    # an object store root: the workspace is pulled first and pushed at the end
+    with dataset_lock(layout.root, reentrant=True), synced(layout):
+        reconcile(layout.root, layout.data_root)
         store = JobStore(layout.ops_db, cfg.ops, clock)
         store.recover()
         ObservationStore(layout).migrate_legacy()  # an older dataset's ops DB fixes

@@ -151,10 +151,11 @@ def dashboard(config_path: str | None, port: int, address: str, basic_auth: str 
               oauth_redirect_uri: str | None, allow_websocket_origin: tuple[str, ...],
               basemap: str | None, max_upload_mb: float, show: bool) -> None:
     """Serve the dashboard: run and watch jobs, browse chips (http://127.0.0.1:5006/app)."""
-    if config_path:  # fail here, not in the browser, on a bad config
-        from s2xr.config import load_config
+    from pipelines.options import require_local
+    from s2xr.config import load_config
 
-        load_config(config_path)
+    # fail here, not in the browser, on a bad config or an object store root
+    require_local(load_config(config_path), "dashboard")
     try:
         args = panel_serve_args(
             config_path=config_path, port=port, address=address, basic_auth=basic_auth,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.options import config_option, resolve_config
+from pipelines.options import config_option, dataset_session, resolve_config
 
 
 @click.command("dataset-card")
@@ -17,7 +17,8 @@ def dataset_card(config_path: str | None, out: str | None) -> None:
     from s2xr.store.card import write_dataset_card
 
     cfg = resolve_config(config_path, out=out)
-    y_path, md_path = write_dataset_card(cfg.storage.root)
+    with dataset_session(cfg) as layout:
+        y_path, md_path = write_dataset_card(layout.root, layout.data_root)
     click.echo(f"dataset card {md_path}\nmachine-readable {y_path}")
 
 
@@ -34,8 +35,16 @@ def export_labels(config_path: str | None, out: str | None, fmt: str,
     from s2xr.labels import export_coco, export_yolo_obb
 
     cfg = resolve_config(config_path, out=out)
-    fn = export_coco if fmt == "coco" else export_yolo_obb
-    paths = fn(cfg.storage.root, Path(dest) if dest else None)
+    with dataset_session(cfg) as layout:
+        if fmt == "coco":
+            paths = export_coco(layout.root, Path(dest) if dest else None,
+                                data_root=layout.data_root)
+        else:  # images are symlinks to the quicklooks: none for quicklooks in a store
+            paths = export_yolo_obb(layout.root, Path(dest) if dest else None,
+                                    link_images=layout.remote is None,
+                                    data_root=layout.data_root)
+            if layout.remote is not None:
+                click.echo(f"images/ not linked: the quicklooks are in {layout.remote}")
     if not paths:
         click.echo("no chips in the index: nothing exported")
     for split, p in sorted(paths.items()):

@@ -47,6 +47,12 @@ def demo(config_path: str | None, out: str | None, window_px: int | None,
     click.echo("STAC API stopped.")
     print_run_result(res)
     idx = read_index(root)
+    if layout.remote is not None:  # the chips are in the object store, not on this disk
+        click.echo("\n" + chip_counts(idx, res.chip.n_passed if res.chip else 0))
+        click.echo(f"dataset:          {layout.remote} (workspace {root})")
+        click.echo(f"open in Jupyter:  import s2xr.store; s2xr.store.open_chips("
+                   f"'{layout.remote}')")
+        return
     passed = idx.loc[idx["qa_pass"].astype(bool) & idx["path"].notna()].head(48)
     sheet = write_contact_sheet(layout.quicklooks,
                                 [(root / p).with_suffix(".jpg") for p in passed["path"]],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pipelines.options import config_option, resolve_config
+from pipelines.options import config_option, dataset_session, require_local, resolve_config
 from s2xr.store.layout import DatasetLayout
 
 
@@ -21,6 +21,7 @@ def doctor(config_path: str | None, out: str | None, offline: bool,
     from s2xr.ops.doctor import run_doctor
 
     cfg = resolve_config(config_path, out=out)
+    require_local(cfg, "doctor")
     checks = run_doctor(cfg, network=not offline, db_path=DatasetLayout.of(cfg).ops_db,
                         skip=skip)
     width = max(len(c.name) for c in checks)
@@ -48,9 +49,10 @@ def vacuum(config_path: str | None, out: str | None, rm_empty: bool,
     from s2xr.ops.maintenance import vacuum_dataset
 
     cfg = resolve_config(config_path, out=out)
-    rep = vacuum_dataset(cfg.storage.root, DatasetLayout.of(cfg).ops_db, rm_empty=rm_empty,
-                         pruned_retention_days=cfg.ops.pruned_retention_days,
-                         purge_pruned=purge_pruned)
+    with dataset_session(cfg) as layout:
+        rep = vacuum_dataset(layout.root, layout.ops_db, rm_empty=rm_empty,
+                             pruned_retention_days=cfg.ops.pruned_retention_days,
+                             purge_pruned=purge_pruned, data_root=layout.data_root)
     click.echo(f"ops DB {rep.db_bytes_before:,} → {rep.db_bytes_after:,} bytes; removed "
                f"{rep.orphan_files_removed} orphan file(s), {rep.temp_files_removed} temp "
                f"file(s), {rep.cube_rows_dropped} stray cube row(s), "
@@ -68,7 +70,8 @@ def publish(config_path: str | None, out: str | None, samples: int) -> None:
     from s2xr.ops.maintenance import write_manifest
 
     cfg = resolve_config(config_path, out=out)
-    path, m = write_manifest(cfg.storage.root, n_samples=samples)
+    with dataset_session(cfg) as layout:
+        path, m = write_manifest(layout.root, n_samples=samples)
     c = m["counts"]
     click.echo(f"manifest {path}: {c['chips_passed']} chip(s) of {c['ships']} ship(s) in "
                f"{c['scenes']} scene(s); splits {c['by_split']}")

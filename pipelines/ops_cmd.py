@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from pipelines.chip_job import run_chip_job
-from pipelines.options import config_option, resolve_config
+from pipelines.options import config_option, dataset_session, require_local, resolve_config
 from pipelines.services import serve_embedded_stac
 from s2xr.errors import InputError
 from s2xr.ops import JobStore
@@ -90,6 +90,7 @@ def prune(config_path: str | None, out: str | None, ais_path: str | None, time_t
     from s2xr.ops.prune import PRUNED_DIR, load_observations, unprune
 
     cfg = resolve_config(config_path, out=out)
+    require_local(cfg, "prune")
     layout = DatasetLayout.of(cfg)
     root = layout.root
     if undo_area:
@@ -128,10 +129,16 @@ def publish_stac_cmd(config_path: str | None, out: str | None, absolute: bool,
     """Write a STAC catalog of the chips (one collection per tile) and stac-geoparquet;
     relative hrefs by default, so the dataset can move."""
     cfg = resolve_config(config_path, out=out)
-    cat = publish_stac(cfg.storage.root, absolute=absolute, base_url=base_url)
-    n = validate_stac(cat)
-    gpq = write_stac_geoparquet(cfg.storage.root, absolute=absolute, base_url=base_url,
-                                catalog=cat)
+    if cfg.storage.url is not None and absolute and base_url is None:
+        raise InputError("publish-stac --absolute on an object store root needs --base-url "
+                         "(the URL readers reach the store at, e.g. https://bucket.s3."
+                         "amazonaws.com/prefix): local absolute paths would name the "
+                         "workspace")
+    with dataset_session(cfg) as layout:
+        cat = publish_stac(layout.root, absolute=absolute, base_url=base_url)
+        n = validate_stac(cat)
+        gpq = write_stac_geoparquet(layout.root, absolute=absolute, base_url=base_url,
+                                    catalog=cat)
     click.echo(f"STAC catalog {cat} ({n} documents valid against the core STAC schemas)")
     click.echo(f"stac-geoparquet {gpq}")
 
@@ -154,11 +161,12 @@ def qa_report(config_path: str | None, out: str | None, alert_url: str | None,
         dest, out = Path(out), None  # the report file; the dataset is storage.root
     cfg = resolve_config(config_path, out=out)
     root = Path(cfg.storage.root)
-    if not root.is_dir():
+    if cfg.storage.url is None and not root.is_dir():
         raise InputError(f"qa-report: no dataset at {root} (--out is the dataset root, or "
                          "the report file FILE.html of the dataset at storage.root)")
-    path = write_qa_report(root, dest=dest)
-    s = summarize(root)
+    with dataset_session(cfg) as layout:
+        path = write_qa_report(root, dest=dest, data_root=layout.data_root)
+        s = summarize(root)
     click.echo(f"QA report {path}: {s.n_passed}/{s.n_chips} passed "
                f"(failure rate {s.failure_rate:.1%})")
     if alert_url and send_alert(s, alert_url, threshold=alert_threshold):

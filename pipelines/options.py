@@ -10,7 +10,12 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from s2xr.config import Config, load_config, with_overrides
+from s2xr.config import Config, is_url, load_config, with_overrides
+from s2xr.errors import InputError
+from s2xr.store.consistency import dataset_lock
+from s2xr.store.layout import DatasetLayout, ensure_writable
+from s2xr.store.objects import check_writable
+from s2xr.store.sync import synced
 
 
 def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,8 +37,11 @@ def resolve_config(config_path: str | None, *, out: str | None = None,
     cfg = load_config(config_path)
     overrides = {name: {k: v for k, v in values.items() if v is not None}
                  for name, values in sections.items()}
-    if out:
-        overrides.setdefault("storage", {})["root"] = str(Path(out))
+    if out:  # a URL (s3://bucket/prefix) as given: Path would fold its "//"
+        storage = overrides.setdefault("storage", {})
+        storage["root"] = out if is_url(out) else str(Path(out))
+        if not is_url(out):  # a local root is its own workspace (the config's was a URL's)
+            storage["workspace"] = None
     if scheduler:
         overrides.setdefault("dask", {})["scheduler"] = scheduler
     overrides = {name: values for name, values in overrides.items() if values}
@@ -57,3 +65,33 @@ def chip_progress() -> Iterator[Callable[[int, int], None]]:
         yield progress
     finally:
         bar.close()
+
+
+OBJECT_STORE_COMMANDS = ("run", "chip", "demo", "predict-overpasses", "ops retry",
+                         "ops-status", "vacuum", "publish", "publish-stac", "qa-report",
+                         "dataset-card", "export-labels")
+"""The commands that take an object store ``storage.root`` (docs/cluster.md)."""
+
+
+@contextlib.contextmanager
+def dataset_session(cfg: Config) -> Iterator[DatasetLayout]:
+    """For a command that reads and writes the dataset's client files: with an object store
+    root, hold the dataset lock and sync the workspace (pulled first, pushed at the end:
+    :func:`~s2xr.store.sync.synced`); a local root needs neither. Yields the layout."""
+    layout = DatasetLayout.of(cfg)
+    if layout.remote is None:
+        yield layout
+        return
+    ensure_writable(layout.root)
+    check_writable(layout.remote)
+    with dataset_lock(layout.root, reentrant=True), synced(layout):
+        yield layout
+
+
+def require_local(cfg: Config, command: str) -> None:
+    """Refuse ``command`` on an object store root, naming what to do instead."""
+    if cfg.storage.url is not None:
+        raise InputError(f"{command}: storage.root {cfg.storage.url} is an object store; "
+                         f"{command} needs a local dataset (copy it to a disk, run it there "
+                         "and copy it back). Commands that take an object store root: "
+                         + ", ".join(OBJECT_STORE_COMMANDS))

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from pipelines.options import config_option, resolve_config
+from pipelines.options import config_option, dataset_session, resolve_config
 from s2xr import planning
 from s2xr.store.layout import DatasetLayout
 
@@ -66,7 +66,8 @@ def predict_overpasses(config_path: str | None, mode: str | None, tiles: str | N
     if out_path:
         path, copy = planning.write_schedule_file(df, out_path)
     else:
-        path = planning.write_schedule(df, cfg.storage.root)
+        with dataset_session(cfg) as layout:
+            path = planning.write_schedule(df, layout.root)
         copy = None
     click.echo(f"wrote {path}" + (f" (versioned copy {copy})" if copy else
                                   " (+ versioned copy under plan/schedules/)"))

@@ -32,6 +32,8 @@ from s2xr.ops.windows import WindowStore
 from s2xr.planning.schedule import parse_tiles
 from s2xr.store.consistency import dataset_lock
 from s2xr.store.layout import DatasetLayout, ensure_writable
+from s2xr.store.objects import check_writable
+from s2xr.store.sync import synced
 
 __all__ = ["EXIT_MISSED", "STAGES", "RunControl", "RunOptions", "RunResult", "check_runnable",
            "predict_schedule", "run_batch", "run_continuous", "serve_embedded_stac",
@@ -64,12 +66,15 @@ def run_batch(cfg: Config, opts: RunOptions | None = None, *,
         sections["dask"] = {"scheduler": opts.scheduler}
     if sections:
         cfg = with_overrides(cfg, sections, source="run options")
-    root = Path(cfg.storage.root)
+    layout = DatasetLayout.of(cfg)
+    root = layout.root  # an object store root's workspace
     check_runnable(cfg, opts, plans=predictor is predict_schedule)
     ensure_writable(root)
+    if layout.remote is not None:
+        check_writable(layout.remote)
     # the dataset lock covers the whole run (plan/, ais/, capture windows, chips), not
     # just its chip stage: a second run on the same root is refused before it captures
-    with dataset_lock(root, reentrant=True):
+    with dataset_lock(root, reentrant=True), synced(layout):
         return _run_batch_locked(cfg, opts, control, root, now, predictor, chip_job)
 
 
@@ -168,7 +173,7 @@ def run_continuous(cfg: Config, opts: RunOptions | None = None, *, interval_min:
     check_runnable(cfg, opts)
     results: list[RunResult] = []
     cycle = 0
-    root = Path(cfg.storage.root)
+    root = DatasetLayout.of(cfg).root
     ensure_writable(root)
     with dataset_lock(root):  # held between cycles too: one writer for the whole run
         while not control.stopped and (max_cycles is None or cycle < max_cycles):

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from s2xr.errors import ConfigError
 
@@ -92,13 +101,64 @@ class GateConfig(_Section):
 
 
 class StorageConfig(_Section):
-    """Dataset layout under ``root``."""
+    """Dataset layout under ``root``: a local directory, or an object store URL
+    (``s3://bucket/prefix``, ``gs://…``, ``memory://…``: any fsspec URL).
+
+    Given a URL, ``url`` holds it and ``root`` becomes the local *workspace* of that dataset
+    (``workspace``, default :func:`default_workspace`): its ops DB, lock and the staged
+    copies of the files the client writes (index, footprints, STAC, reports), pushed to the
+    store at every commit (:mod:`s2xr.store.sync`). Chip files and the cube are written
+    straight to ``url`` by the tasks that cut them. ``model_dump`` gives the URL back as
+    ``root``, so a dumped config validates to the same one."""
 
     root: Path = Path("./s2xr-demo")
+    url: str | None = Field(None, exclude=True)  # set from a URL root, never given itself
+    workspace: Path | None = None
     write_zarr: bool = True
     write_geotiff: bool = True
     write_quicklook: bool = True
     block_size: int = Field(32, ge=1, description="chips computed and written per block")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_root(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        if data.get("url") is not None:
+            raise ValueError("url: not a setting; give the object store URL as storage.root "
+                             "(s3://bucket/prefix)")
+        root = data.get("root")
+        if not (isinstance(root, str) and is_url(root)):
+            if data.get("workspace") is not None:
+                raise ValueError("workspace: only for an object store root (storage.root: "
+                                 "s3://bucket/prefix); a local root is its own workspace")
+            return data
+        if isinstance(root, str) and is_url(root):
+            url = root.rstrip("/")
+            ws = data.get("workspace")
+            return {**data, "url": url,
+                    "root": Path(ws) if ws is not None else default_workspace(url)}
+        return data
+
+    @field_serializer("root")
+    def _dump_root(self, root: Path) -> str:
+        return self.url if self.url is not None else str(root)
+
+
+def is_url(root: str | Path) -> bool:
+    """``root`` names an object store (``scheme://…``; ``file://`` is a local path)."""
+    text = str(root) if isinstance(root, str) else ""
+    return "://" in text and not text.startswith("file://")
+
+
+def default_workspace(url: str) -> Path:
+    """The local workspace of the dataset at ``url`` when ``storage.workspace`` is not set:
+    ``$XDG_CACHE_HOME/s2xr/workspaces/{scheme}/{bucket}/{prefix}`` (``~/.cache`` when
+    ``XDG_CACHE_HOME`` is unset)."""
+    scheme, _, rest = url.partition("://")
+    parts = [p for p in rest.split("/") if p not in ("", ".", "..")]
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base, "s2xr", "workspaces", scheme, *parts)
 
 
 class SplitConfig(_Section):

@@ -22,6 +22,7 @@ import pandas as pd
 from s2xr.splits import leakage_report
 from s2xr.store.index import read_index
 from s2xr.store.layout import DatasetLayout, atomic_write_text, chip_stem
+from s2xr.store.objects import join, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +90,17 @@ def _figures(idx: pd.DataFrame) -> dict[str, str]:
 
 
 def write_qa_report(root: str | Path, *, gallery: int = 24,
-                    dest: str | Path | None = None) -> Path:
+                    dest: str | Path | None = None,
+                    data_root: str | Path | None = None) -> Path:
     """Write the dataset's QA report (self-contained HTML) to ``dest``, by default
-    ``{root}/reports/qa_report.html``; returns its path."""
+    ``{root}/reports/qa_report.html``; returns its path. ``data_root``: where the chip
+    quicklooks are, when not under ``root`` (an object store dataset's URL)."""
     root = Path(root)
+    data = root if data_root is None else data_root
     idx = read_index(root)
     s = summarize(root)
     e = html.escape
-    parts = [f"<h1>s2xr QA report — {e(str(root.resolve()))}</h1>",
+    parts = [f"<h1>s2xr QA report — {e(str(data_root or root.resolve()))}</h1>",
              f"<p>{s.n_chips} chips cut, {s.n_passed} passed, {s.n_rejected} rejected by the "
              f"gate (failure rate {s.failure_rate:.1%}); {s.n_skipped} points or items "
              "without a chip.</p>"]
@@ -117,11 +121,12 @@ def write_qa_report(root: str | Path, *, gallery: int = 24,
     cells = []
     for r in idx.loc[idx["qa_pass"].astype(bool)].head(gallery).itertuples():
         # the quicklook sits beside the chip's files whether or not a GeoTIFF was written
-        jpg = chip_stem(root, str(r.split), int(r.mmsi), r.scene_datetime,
+        jpg = chip_stem(Path(), str(r.split), int(r.mmsi), r.scene_datetime,
                         str(r.chip_id)).with_suffix(".jpg")
-        if jpg.is_file():
-            data = base64.b64encode(jpg.read_bytes()).decode()
-            cells.append(f'<figure><img src="data:image/jpeg;base64,{data}" width="128">'
+        raw = read_bytes(join(data, *jpg.parts))
+        if raw is not None:
+            b64 = base64.b64encode(raw).decode()
+            cells.append(f'<figure><img src="data:image/jpeg;base64,{b64}" width="128">'
                          f"<figcaption>{e(str(r.mmsi))} {e(str(r.ship_name or ''))}<br>"
                          f"{e(str(r.scene_id))}</figcaption></figure>")
     parts.append("<h2>Gallery</h2><div style='display:flex;flex-wrap:wrap;gap:6px'>" +

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from helpers.s3 import local_s3
+
+from s2xr.demo.s3_server import local_s3
 
 
 def test_moto_server_serves_a_bucket_to_s3fs_and_zarr():

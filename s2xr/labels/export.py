@@ -25,6 +25,7 @@ from s2xr.labels.boxes import SHIP_CLASSES
 from s2xr.store.index import read_index
 from s2xr.store.labels import read_labels
 from s2xr.store.layout import DatasetLayout, temp_beside
+from s2xr.store.objects import cube_at, has_zarr, join, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +48,17 @@ def _swap_dir(target: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _chip_size(root: Path, index: pd.DataFrame) -> int:
-    """Chip edge in pixels (from the cube, else the first chip's JSON sidecar)."""
-    if DatasetLayout(root).has_cube:
+def _chip_size(root: str | Path, index: pd.DataFrame) -> int:
+    """Chip edge in pixels (from the cube, else the first chip's JSON sidecar) of the
+    dataset whose cube and chip files are at ``root`` (a path or a URL)."""
+    if has_zarr(cube_at(root)):
         from s2xr.store.cube import open_chips
 
         return int(open_chips(root).sizes["x"])
     for p in index["path"].dropna():
-        side = (root / p).with_suffix(".json")
-        if side.is_file():
-            return int(json.loads(side.read_text())["chip"]["size"])
+        side = read_bytes(join(root, Path(p).with_suffix(".json").as_posix()))
+        if side is not None:
+            return int(json.loads(side)["chip"]["size"])
     return 256
 
 
@@ -89,9 +91,11 @@ def _annotation(lab: Any, ann_id: int, image_id: int, size: int) -> dict[str, An
             "ignore": 0}
 
 
-def export_coco(root: str | Path, out: str | Path | None = None) -> dict[str, Path]:
+def export_coco(root: str | Path, out: str | Path | None = None, *,
+                data_root: str | Path | None = None) -> dict[str, Path]:
     """COCO-style JSON per split (``{out or root/exports}/coco/{split}.json``); returns
-    split → path. Reads the index and label table; no Dask.
+    split → path. Reads the index and label table; no Dask. ``data_root``: where the cube
+    and chip files are when not under ``root`` (an object store dataset's URL).
 
     ``images``: id, file_name (the chip's COG, relative to ``root``), quicklook, width,
     height, chip_id, mmsi, scene_id, epsg, transform (GDAL order). ``annotations``: COCO
@@ -105,7 +109,7 @@ def export_coco(root: str | Path, out: str | Path | None = None) -> dict[str, Pa
     root = Path(root)
     idx = _passed(root)
     labels = read_labels(root)
-    size = _chip_size(root, idx) if len(idx) else 256
+    size = _chip_size(root if data_root is None else data_root, idx) if len(idx) else 256
     by_chip = dict(tuple(labels.groupby("chip_id"))) if len(labels) else {}
     cats = [{"id": k + 1, "name": n, "supercategory": "ship"}
             for k, n in enumerate(SHIP_CLASSES)]
@@ -149,7 +153,8 @@ def _yolo_lines(labels: pd.DataFrame, size: int) -> list[str]:
 
 
 def export_yolo_obb(root: str | Path, out: str | Path | None = None, *,
-                    link_images: bool = True) -> dict[str, Path]:
+                    link_images: bool = True,
+                    data_root: str | Path | None = None) -> dict[str, Path]:
     """YOLO-OBB (Ultralytics) labels under ``{out or root/exports}/yolo-obb/``; returns
     split → labels directory. Reads the index and label table; no Dask.
 
@@ -158,13 +163,15 @@ def export_yolo_obb(root: str | Path, out: str | Path | None = None, *,
     ``names``); chips without a box get an empty file (background). Point labels are not
     exported (no box). ``images/{split}/{chip_id}.jpg`` are relative symlinks to the RGB
     quicklooks when ``link_images`` (Ultralytics finds labels by swapping ``images`` for
-    ``labels``); ``data.yaml`` names the splits and classes."""
+    ``labels``); ``data.yaml`` names the splits and classes. ``data_root``: where the cube
+    and chip files are when not under ``root`` (an object store dataset's URL: no images
+    can be linked then)."""
     import yaml
 
     root = Path(root)
     idx = _passed(root)
     labels = read_labels(root)
-    size = _chip_size(root, idx) if len(idx) else 256
+    size = _chip_size(root if data_root is None else data_root, idx) if len(idx) else 256
     by_chip = dict(tuple(labels.groupby("chip_id"))) if len(labels) else {}
     target = Path(out) if out else DatasetLayout(root).exports
     final = target / "yolo-obb"

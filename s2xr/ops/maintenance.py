@@ -89,14 +89,17 @@ def expire_pruned(root: str | Path, *, retention_days: float = 7.0, purge: bool 
 
 def vacuum_dataset(root: str | Path, db: str | Path, *, rm_empty: bool = False,
                    pruned_retention_days: float = 7.0, purge_pruned: bool = False,
-                   now: pd.Timestamp | None = None) -> VacuumReport:
+                   now: pd.Timestamp | None = None,
+                   data_root: str | Path | None = None) -> VacuumReport:
     """Repair and compact a dataset: reconcile cube and files with the index (temp files
     and orphans removed), empty the ``pruned/`` areas older than ``pruned_retention_days``
     (all with ``purge_pruned``), checkpoint and ``VACUUM`` the ops DB, and with ``rm_empty``
-    remove empty directories under ``chips/`` and ``ais/``. Holds the dataset lock."""
+    remove empty directories under ``chips/`` and ``ais/``. Holds the dataset lock (joins
+    this thread's hold). ``data_root``: the object store URL of the cube and chip files
+    when ``root`` is the dataset's workspace."""
     root, db = Path(root), Path(db)
-    with dataset_lock(root):
-        rec = reconcile(root)
+    with dataset_lock(root, reentrant=True):
+        rec = reconcile(root, data_root)
         areas = expire_pruned(root, retention_days=pruned_retention_days, purge=purge_pruned,
                               now=now)
         before = _size(db)

@@ -23,9 +23,10 @@ from pyproj import Transformer
 from s2xr.config import GateConfig, StorageConfig
 from s2xr.gate import explain_gate
 from s2xr.memory import WRITE_MMAP_THRESHOLD, limit_malloc
-from s2xr.store.files import write_chip_geotiff, write_json, write_quicklook
+from s2xr.store.files import geotiff_filler, json_filler, quicklook_filler
 from s2xr.store.index import INDEX_COLUMNS
 from s2xr.store.layout import chip_stem
+from s2xr.store.objects import FileSink, open_sink
 from s2xr.store.slots import CubeSlots, write_region
 
 
@@ -35,7 +36,7 @@ class BatchTarget:
     keep it small). ``slots``: the run's cube regions, or ``None`` when the client appends
     the cube (a cube from before slots) or no cube is written."""
 
-    root: Path
+    root: str | Path  # the dataset's chip files and cube: a local path or an object store URL
     storage: StorageConfig
     gate: GateConfig | None
     bands: tuple[str, ...]
@@ -123,7 +124,7 @@ def _provenance(row: pd.Series, item_meta: dict[str, Any], bands: list[str]) -> 
     }
 
 
-def _index_rows(block: xr.Dataset, plan: pd.DataFrame, root: Path, bands: list[str],
+def _index_rows(block: xr.Dataset, plan: pd.DataFrame, root: str | Path, bands: list[str],
                 size_m: float, n_ships: pd.Series | None = None, *,
                 with_geotiff: bool = True) -> gpd.GeoDataFrame:
     p = plan.reset_index(drop=True)
@@ -134,11 +135,12 @@ def _index_rows(block: xr.Dataset, plan: pd.DataFrame, root: Path, bands: list[s
                                         "valid_frac", "qa_pass", "qa_reason")}
     paths = []
     for row, ok in zip(p.itertuples(), qa["qa_pass"], strict=True):
-        stem = chip_stem(root, row.split, row.mmsi, row.scene_datetime, row.chip_id)
+        stem = chip_stem(Path(), row.split, row.mmsi, row.scene_datetime, row.chip_id)
         # the chip's GeoTIFF, or its JSON record with storage.write_geotiff off (the
-        # quicklook and sidecars sit beside either); none for rejected chips
-        paths.append(str(stem.with_suffix(".tif" if with_geotiff else ".json")
-                         .relative_to(root)) if ok else None)
+        # quicklook and sidecars sit beside either), relative to the root; none for
+        # rejected chips
+        paths.append(str(stem.with_suffix(".tif" if with_geotiff else ".json")) if ok
+                     else None)
     overpass = p["overpass_time"] if "overpass_time" in p else p["scene_datetime"]
     df = pd.DataFrame({
         "chip_id": p["chip_id"], "path": paths, "mmsi": p["mmsi"].astype("int64"),
@@ -163,16 +165,23 @@ def _index_rows(block: xr.Dataset, plan: pd.DataFrame, root: Path, bands: list[s
     return gpd.GeoDataFrame(df[INDEX_COLUMNS[:-1]], geometry=geoms, crs="EPSG:4326")
 
 
-def _write_files(block: xr.Dataset, plan: pd.DataFrame, root: Path, cfg: StorageConfig,
+def _write_files(block: xr.Dataset, plan: pd.DataFrame, root: str | Path, cfg: StorageConfig,
                  bands: list[str], item_meta: dict[str, Any],
                  labels: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    with open_sink(root) as sink:
+        _fill_files(sink, block, plan, cfg, bands, item_meta, labels)
+
+
+def _fill_files(sink: FileSink, block: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
+                bands: list[str], item_meta: dict[str, Any],
+                labels: dict[str, list[dict[str, Any]]] | None = None) -> None:
     refl = block["reflectance"].values
     passed = block["qa_pass"].values
     for k, row in enumerate(plan.reset_index(drop=True).to_dict("records")):
         if not passed[k]:
             continue
-        stem = chip_stem(root, row["split"], row["mmsi"], row["scene_datetime"],
-                         row["chip_id"])
+        stem = chip_stem(Path(), row["split"], row["mmsi"], row["scene_datetime"],
+                         row["chip_id"]).as_posix()
         transform = Affine(row["res"], 0, row["x_left"], 0, -row["res"], row["y_top"])
         prov = _provenance(pd.Series(row), item_meta, bands)
         prov["qa"] = {n: float(block[n].values[k]) for n in (
@@ -184,20 +193,15 @@ def _write_files(block: xr.Dataset, plan: pd.DataFrame, root: Path, cfg: Storage
             prov["labels"] = labels.get(row["chip_id"], [])
         geom = _footprint(row["x_left"], row["y_top"], row["size"] * row["res"], row["epsg"])
 
-        def job(k: int = k, stem: Path = stem, transform: Affine = transform,
-                prov: dict[str, Any] = prov, geom: Any = geom, epsg: int = int(row["epsg"])
-                ) -> None:
-            if cfg.write_geotiff:
-                write_chip_geotiff(stem.with_suffix(".tif"), refl[k], bands, transform, epsg,
-                                   tags={"chip_id": prov["chip_id"], "mmsi": prov["mmsi"],
-                                         "sensing_time": prov["sensing_time"]})
-            if cfg.write_quicklook:
-                write_quicklook(stem.with_suffix(".jpg"), refl[k], bands)
-            write_json(stem.with_suffix(".geojson"), {
-                "type": "Feature", "geometry": geom.__geo_interface__,
-                "properties": {"chip_id": prov["chip_id"], "mmsi": prov["mmsi"],
-                               "sensing_time": prov["sensing_time"],
-                               "item_id": prov["item_id"]}})
-            write_json(stem.with_suffix(".json"), prov)
-
-        job()
+        if cfg.write_geotiff:
+            sink.write(f"{stem}.tif", geotiff_filler(
+                refl[k], bands, transform, int(row["epsg"]),
+                tags={"chip_id": prov["chip_id"], "mmsi": prov["mmsi"],
+                      "sensing_time": prov["sensing_time"]}))
+        if cfg.write_quicklook:
+            sink.write(f"{stem}.jpg", quicklook_filler(refl[k], bands))
+        sink.write(f"{stem}.geojson", json_filler({
+            "type": "Feature", "geometry": geom.__geo_interface__,
+            "properties": {"chip_id": prov["chip_id"], "mmsi": prov["mmsi"],
+                           "sensing_time": prov["sensing_time"], "item_id": prov["item_id"]}}))
+        sink.write(f"{stem}.json", json_filler(prov))

@@ -22,6 +22,7 @@ from s2xr.store.cube import CUBE_NAME, open_chips
 from s2xr.store.index import read_index
 from s2xr.store.labels import SHIP_CLASSES, read_labels, ship_class
 from s2xr.store.layout import DatasetLayout, atomic_write_text
+from s2xr.store.objects import cube_at, has_zarr
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +81,17 @@ def _band_table(ds: xr.Dataset, stats: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def dataset_card(root: str | Path) -> dict[str, Any]:
+def dataset_card(root: str | Path, data_root: str | Path | None = None) -> dict[str, Any]:
     """The card as a dict (what ``dataset.yaml`` holds). Computes the band statistics
-    (:func:`band_statistics`); reads the index and label table."""
+    (:func:`band_statistics`); reads the index and label table. ``data_root``: where the
+    cube is when not under ``root`` (an object store dataset's URL)."""
     from s2xr.splits import leakage_report
 
     root = Path(root)
-    layout = DatasetLayout(root)
-    if not layout.has_cube:
-        raise FileNotFoundError(f"no chip cube at {layout.cube}; run `s2xr chip` first")
-    ds = open_chips(root)
+    data = root if data_root is None else data_root
+    if not has_zarr(cube_at(data)):
+        raise FileNotFoundError(f"no chip cube at {cube_at(data)}; run `s2xr chip` first")
+    ds = open_chips(data)
     stats = band_statistics(ds)
     idx = read_index(root)
     passed = idx.loc[idx["qa_pass"].astype(bool)] if len(idx) else idx
@@ -186,13 +188,14 @@ def _markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_dataset_card(root: str | Path) -> tuple[Path, Path]:
+def write_dataset_card(root: str | Path, data_root: str | Path | None = None
+                       ) -> tuple[Path, Path]:
     """Write ``{root}/dataset.yaml`` and ``{root}/DATASET.md``; returns both paths. Computes
-    the band statistics over the whole cube (one Dask pass)."""
+    the band statistics over the whole cube (one Dask pass; at ``data_root`` when given)."""
     import yaml
 
     root = Path(root)
-    card = dataset_card(root)
+    card = dataset_card(root, data_root)
     y_path, md_path = DatasetLayout(root).card_yaml, DatasetLayout(root).card_md
     atomic_write_text(y_path, yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
     atomic_write_text(md_path, _markdown(card))

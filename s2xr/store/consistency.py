@@ -25,7 +25,8 @@ import numpy as np
 from s2xr.errors import StorageError
 from s2xr.store.cube import DEFAULT_BATCH, consolidate
 from s2xr.store.index import read_index
-from s2xr.store.layout import DatasetLayout, is_zarr
+from s2xr.store.layout import DatasetLayout
+from s2xr.store.objects import cube_at, exists, has_zarr, join, list_files, remove, remove_tree
 from s2xr.store.slots import SLOTS_ATTR, slots_per_batch, write_new_cube
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def _chip_arrays(group: Any) -> dict[str, Any]:
             if (arr.metadata.dimension_names or ())[:1] == ("chip",)}
 
 
-def _truncate_cube(root: Path, keep: set[str]) -> int:
+def _truncate_cube(root: str | Path, keep: set[str]) -> int:
     """Make the cube hold exactly the chips of ``keep`` (the index's passed chips).
 
     A crash can leave an append half done — some arrays resized, others not — or the very
@@ -99,10 +100,10 @@ def _truncate_cube(root: Path, keep: set[str]) -> int:
     the index names nothing of is removed whole. Returns the number of rows dropped."""
     import zarr
 
-    path = DatasetLayout(root).cube
-    if not is_zarr(path):
-        if path.exists() and not keep:
-            shutil.rmtree(path)
+    path = cube_at(root)
+    if not has_zarr(path):
+        if exists(path) and not keep:
+            remove_tree(path)
         return 0
     try:
         # the arrays' own metadata: consolidated metadata is stale after a crash mid-append
@@ -113,12 +114,12 @@ def _truncate_cube(root: Path, keep: set[str]) -> int:
         if keep:
             raise StorageError(f"chip cube {path} is damaged ({exc}) but the index names "
                                f"{len(keep)} chip(s) in it; rebuild the dataset") from exc
-        shutil.rmtree(path)
+        remove_tree(path)
         log.warning("removed a half-written chip cube %s (%s)", path, exc)
         return 0
     if not keep:
         n = len(ids)
-        shutil.rmtree(path)
+        remove_tree(path)
         return n
     # an append killed half way: rows beyond the shortest array are incomplete
     lengths = {name: arr.shape[0] for name, arr in arrays.items()}
@@ -154,6 +155,10 @@ def _truncate_cube(root: Path, keep: set[str]) -> int:
         consolidate(path)
         return n_dropped + int(extra.sum())
     # rows in the middle (e.g. after a prune): rewrite the cube without them
+    if isinstance(path, str):
+        raise StorageError(f"chip cube {path} predates region writes and holds {int(extra.sum())}"
+                           " chip(s) the index does not name; copy the dataset to a local "
+                           "disk, run `s2xr vacuum` there and copy it back")
     from s2xr.store.cube import open_chips
 
     ds = open_chips(path)
@@ -169,16 +174,24 @@ def _truncate_cube(root: Path, keep: set[str]) -> int:
     return n_dropped + int(extra.sum())
 
 
-def reconcile(root: Path) -> ReconcileReport:
-    """Make cube and files agree with the index (the last thing written)."""
+def reconcile(root: Path, data_root: str | Path | None = None) -> ReconcileReport:
+    """Make cube and files agree with the index (the last thing written). ``root``: where
+    the index is; ``data_root``: where the cube and chip files are (an object store URL;
+    default ``root``)."""
     root = Path(root)
     index = read_index(root)
     passed = set(index.loc[index["qa_pass"].astype(bool), "chip_id"]) if len(index) else set()
-    dropped = _truncate_cube(root, passed)
+    data = root if data_root is None else data_root
+    dropped = _truncate_cube(data, passed)
     removed = temps = 0
     layout = DatasetLayout(root)
     chips_dir = layout.chips
-    if chips_dir.exists():
+    if isinstance(data, str):  # a store: objects are put whole, never a temp file
+        chips = join(data, DatasetLayout.CHIPS)
+        orphans = [f for f in list_files(chips) if Path(f).stem not in passed]
+        remove(chips, orphans)
+        removed = len(orphans)
+    elif chips_dir.exists():
         for f in chips_dir.rglob("*"):
             if not f.is_file():
                 continue

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from s2xr.store.layout import DatasetLayout, is_zarr
+from s2xr.config import is_url
+from s2xr.store.layout import DatasetLayout
+from s2xr.store.objects import cube_at, exists, filesystem, has_zarr, join
 from s2xr.store.slots import (
     SLOTS_ATTR,
     consolidate,
@@ -34,13 +36,13 @@ CUBE_NAME = DatasetLayout.CUBE
 DEFAULT_BATCH = 32  # storage.block_size's default: the region size of a cube appended first
 
 
-def append_cube(root: Path, ds: xr.Dataset) -> Path:
+def append_cube(root: str | Path, ds: xr.Dataset) -> str | Path:
     """Append computed chips to the cube (create it on first use); returns its path."""
-    path = DatasetLayout(Path(root)).cube
+    path = cube_at(root)
     ds = prepare(ds)
     if ds.sizes.get("chip", 0) == 0:
         return path
-    if not is_zarr(path):  # a new cube takes region writes too (s2xr.store.slots)
+    if not has_zarr(path):  # a new cube takes region writes too (s2xr.store.slots)
         write_new_cube(path, ds, slots_per_batch(DEFAULT_BATCH))
     else:
         import zarr
@@ -55,7 +57,7 @@ def append_cube(root: Path, ds: xr.Dataset) -> Path:
     return path
 
 
-def _existing_variables(path: Path, ds: xr.Dataset) -> xr.Dataset:
+def _existing_variables(path: str | Path, ds: xr.Dataset) -> xr.Dataset:
     """``ds`` without variables the existing cube lacks (e.g. ``ship_mask`` appended to a cube
     written before labels existed): Zarr cannot append a new variable along ``chip``."""
     ds, have = known_variables(path, ds)
@@ -69,11 +71,13 @@ def _existing_variables(path: Path, ds: xr.Dataset) -> xr.Dataset:
 def open_chips(path: str | Path, *, split: str | None = None) -> xr.Dataset:
     """Open the chip cube lazily as an ``xr.Dataset`` (Dask-backed; nothing is computed).
 
-    ``path``: the dataset root (``storage.root``): the chips its index names as passed —
-    what the last committed write made visible (docs/formats.md, "Commit protocol") — or
-    the ``chips.zarr`` itself: every chip stored in it, committed or not. Either way once
-    per chip, without the unused slots of a run's cube regions. ``split``: keep only the
-    chips of that split (``train``, ``val``, ``test``). Selections are lazy.
+    ``path`` (a local path or an object store URL such as ``s3://bucket/prefix``, with the
+    store's credentials in the environment): the dataset root (``storage.root``): the
+    chips its index names as passed — what the last committed write made visible
+    (docs/formats.md, "Commit protocol") — or the ``chips.zarr`` itself: every chip stored
+    in it, committed or not. Either way once per chip, without the unused slots of a run's
+    cube regions. ``split``: keep only the chips of that split (``train``, ``val``,
+    ``test``). Selections are lazy.
 
     Dims: ``chip`` (one per chip), ``band`` (reflectance bands in cube order, asset
     keys such as ``blue green red nir swir16 swir22``), ``y`` and ``x`` (pixels, row 0 at
@@ -85,18 +89,11 @@ def open_chips(path: str | Path, *, split: str | None = None) -> xr.Dataset:
     ``item_id``, ``tile_id``, ``epsg``, ``lon``, ``lat``, ``x_left``, ``y_top``,
     ``transform(chip, affine)``, ``split``. See ``docs/formats.md``.
     """
-    p = Path(path)
+    p: str | Path = path if isinstance(path, str) and is_url(path) else Path(path)
     committed: np.ndarray | None = None
-    if p.suffix != Path(CUBE_NAME).suffix:
-        from s2xr.store.index import index_path
-
-        root, p = p, DatasetLayout(p).cube
-        committed = np.array([], dtype=object)  # no index: nothing committed yet
-        if index_path(root).exists():
-            import pyarrow.parquet as pq
-
-            idx = pq.read_table(index_path(root), columns=["chip_id", "qa_pass"]).to_pandas()
-            committed = idx.loc[idx["qa_pass"].astype(bool), "chip_id"].to_numpy(object)
+    if not str(p).rstrip("/").endswith(Path(CUBE_NAME).suffix):
+        root, p = p, cube_at(p)
+        committed = _committed(root)
     ds = xr.open_zarr(p, consolidated=False, zarr_format=3)
     ids = ds["chip_id"].values.astype(object)
     keep = ids != ""  # a hole: a reserved slot nothing was written to
@@ -111,9 +108,26 @@ def open_chips(path: str | Path, *, split: str | None = None) -> xr.Dataset:
     return ds if keep.all() else ds.isel(chip=np.flatnonzero(keep))
 
 
-def cube_chip_ids(root: Path) -> np.ndarray:
+def _committed(root: str | Path) -> np.ndarray:
+    """The passed chips the index of the dataset at ``root`` names (none without an index)."""
+    import pyarrow.parquet as pq
+
+    index = join(root, DatasetLayout.INDEXES, DatasetLayout.INDEX)
+    if not exists(index):
+        return np.array([], dtype=object)  # no index: nothing committed yet
+    if isinstance(index, str):
+        fs, key = filesystem(index)
+        with fs.open(key, "rb") as f:
+            table = pq.read_table(f, columns=["chip_id", "qa_pass"])
+    else:
+        table = pq.read_table(index, columns=["chip_id", "qa_pass"])
+    idx = table.to_pandas()
+    return idx.loc[idx["qa_pass"].astype(bool), "chip_id"].to_numpy(object)
+
+
+def cube_chip_ids(root: str | Path) -> np.ndarray:
     """Chip IDs already in the cube (empty if there is none)."""
-    p = DatasetLayout(Path(root)).cube
-    if not is_zarr(p):
+    p = cube_at(root)
+    if not has_zarr(p):
         return np.array([], dtype=object)
     return open_chips(p)["chip_id"].values

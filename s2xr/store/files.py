@@ -1,12 +1,14 @@
 """Per-chip files: COG GeoTIFF, GeoJSON footprint, JSON sidecar, quicklook JPG.
 
-Every file is written to a temp name and renamed, so a crash never leaves half a file.
+Every file is written to a temp name and renamed (``write_*``), so a crash never leaves half
+a file; the ``*_filler`` functions write one at a given local path, for a
+:class:`~s2xr.store.objects.FileSink` (which puts it whole in an object store).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,15 @@ from s2xr.store.layout import atomic_write, atomic_write_text
 
 def write_chip_geotiff(path: Path, reflectance: np.ndarray, bands: Sequence[str],
                        transform: Affine, epsg: int, tags: dict[str, Any] | None = None) -> None:
-    """A COG of float32 reflectance (band, y, x), NaN nodata, band descriptions; ZSTD level 1
-    with the floating-point predictor (about half the write time of DEFLATE, smaller).
+    """Write :func:`geotiff_filler`'s COG at ``path`` (temp file, then renamed)."""
+    atomic_write(path, geotiff_filler(reflectance, bands, transform, epsg, tags))
+
+
+def geotiff_filler(reflectance: np.ndarray, bands: Sequence[str], transform: Affine, epsg: int,
+                   tags: dict[str, Any] | None = None) -> Callable[[Path], None]:
+    """``fill(path)`` writing a COG of float32 reflectance (band, y, x), NaN nodata, band
+    descriptions; ZSTD level 1 with the floating-point predictor (about half the write time
+    of DEFLATE, smaller).
 
     A chip of at most 512 px is one tile: a tiled GTiff with no overviews, written directly,
     is then already a valid COG (rio-cogeo validates it) and costs ~25 % less than GDAL's
@@ -45,7 +54,7 @@ def write_chip_geotiff(path: Path, reflectance: np.ndarray, bands: Sequence[str]
                 dst.update_tags(**{k: str(v) for k, v in tags.items()})
             dst.write(np.asarray(reflectance, dtype=np.float32))  # no copy when float32
 
-    atomic_write(path, write)
+    return write
 
 
 QUICKLOOK_MAX = 0.3
@@ -70,13 +79,28 @@ def rgb_quicklook(reflectance: np.ndarray, bands: Sequence[str]) -> np.ndarray:
 
 
 def write_quicklook(path: Path, reflectance: np.ndarray, bands: Sequence[str]) -> None:
+    atomic_write(path, quicklook_filler(reflectance, bands))
+
+
+def quicklook_filler(reflectance: np.ndarray, bands: Sequence[str]) -> Callable[[Path], None]:
+    """``fill(path)`` writing the JPEG quicklook (:func:`rgb_quicklook`) of a chip."""
     img = Image.fromarray(rgb_quicklook(reflectance, bands))
-    atomic_write(path, lambda p: img.save(p, format="JPEG", quality=88))
+    return lambda p: img.save(p, format="JPEG", quality=88)
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:
     """``obj`` as one line of JSON (the C encoder: several times faster than indented)."""
     atomic_write_text(path, json.dumps(obj, default=str))
+
+
+def json_filler(obj: dict[str, Any]) -> Callable[[Path], None]:
+    """``fill(path)`` writing ``obj`` as one line of UTF-8 JSON."""
+    text = json.dumps(obj, default=str)
+
+    def fill(path: Path) -> None:
+        path.write_text(text, encoding="utf-8", newline="")
+
+    return fill
 
 
 def footprint_feature(geometry: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,7 @@ import pandas as pd
 from s2xr.errors import StorageError
 
 if TYPE_CHECKING:
-    from s2xr.config import Config
+    from s2xr.config import Config, StorageConfig
 
 SPLITS = ("train", "val", "test")
 _MMSI = re.compile(r"^\d{9}$")
@@ -163,6 +163,7 @@ class DatasetLayout:
 
     root: Path
     ops_db_path: Path | None = None
+    remote: str | None = None  # the object store URL of a dataset whose ``root`` is its workspace
 
     # names (the only place they are spelled; tests/test_layout.py checks it)
     INDEXES = "indexes"
@@ -210,8 +211,20 @@ class DatasetLayout:
     @classmethod
     def of(cls, cfg: Config) -> DatasetLayout:
         """The layout of ``cfg.storage.root`` (ops DB at ``ops.db_path`` when set)."""
-        return cls(Path(cfg.storage.root),
-                   Path(cfg.ops.db_path) if cfg.ops.db_path else None)
+        return cls.of_storage(cfg.storage, cfg.ops.db_path)
+
+    @classmethod
+    def of_storage(cls, storage: StorageConfig, ops_db_path: Path | None = None
+                   ) -> DatasetLayout:
+        """The layout of a storage section: for an object store root (``storage.url``),
+        ``root`` is its local workspace and ``remote`` the URL."""
+        return cls(Path(storage.root), Path(ops_db_path) if ops_db_path else None,
+                   storage.url)
+
+    @property
+    def data_root(self) -> str | Path:
+        """Where the chip files and the cube are: the object store URL, else ``root``."""
+        return self.remote if self.remote is not None else self.root
 
     # -- indexes ---------------------------------------------------------------------
     @property
@@ -370,5 +383,6 @@ class DatasetLayout:
 
 
 def is_zarr(path: Path) -> bool:
-    """``path`` holds a Zarr v3 group (its root metadata exists)."""
+    """``path`` holds a Zarr v3 group (its root metadata exists); for a path or URL:
+    :func:`s2xr.store.objects.has_zarr`."""
     return (Path(path) / DatasetLayout.ZARR_META).exists()

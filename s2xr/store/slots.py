@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import xarray as xr
 
-from s2xr.store.layout import DatasetLayout, is_zarr
+from s2xr.store.objects import cube_at, has_zarr
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ _PIXEL_VARS = ("reflectance", "scl", "ship_mask")
 class CubeSlots:
     """Slots reserved for one run: batch ``k`` owns ``[start + k·per_batch, … + per_batch)``."""
 
-    path: Path
+    path: str | Path  # the cube: a local path or an object store URL
     start: int
     per_batch: int
     n_batches: int
@@ -85,34 +85,34 @@ def slots_per_batch(batch_size: int) -> int:
     return CHIPS_PER_CHUNK * math.ceil(max(1, batch_size) / CHIPS_PER_CHUNK)
 
 
-def _group(path: Path, mode: Literal["r", "r+"] = "r") -> Any:
+def _group(path: str | Path, mode: Literal["r", "r+"] = "r") -> Any:
     import zarr
 
     return zarr.open_group(str(path), mode=mode, use_consolidated=False)
 
 
-def slotted(root: Path) -> int | None:
+def slotted(root: str | Path) -> int | None:
     """The region size of the cube under ``root`` when it takes region writes (absent cubes
     included: 0), else ``None`` (a cube appended before slots existed)."""
-    path = DatasetLayout(Path(root)).cube
-    if not is_zarr(path):
+    path = cube_at(root)
+    if not has_zarr(path):
         return 0
     value = _group(path).attrs.get(SLOTS_ATTR)
     return int(value) if value else None
 
 
-def create_cube(root: Path, first: xr.Dataset, per_batch: int) -> Path:
+def create_cube(root: str | Path, first: xr.Dataset, per_batch: int) -> str | Path:
     """Create a slotted cube (regions of ``per_batch`` slots) holding the computed chips
     ``first`` (none: an empty cube with ``first``'s variables, dtypes and bands). Raises if
     a cube exists."""
-    path = DatasetLayout(Path(root)).cube
+    path = cube_at(root)
     ds = write_new_cube(path, first, per_batch)
     log.info("cube %s created: %d chip(s), regions of %d slots", path, ds.sizes["chip"],
              per_batch)
     return path
 
 
-def write_new_cube(path: Path, chips: xr.Dataset, per_batch: int) -> xr.Dataset:
+def write_new_cube(path: str | Path, chips: xr.Dataset, per_batch: int) -> xr.Dataset:
     """Write computed ``chips`` as a new slotted cube at ``path`` (consolidated) → what was
     written. Raises if ``path`` exists."""
     ds = prepare(chips)
@@ -123,27 +123,27 @@ def write_new_cube(path: Path, chips: xr.Dataset, per_batch: int) -> xr.Dataset:
     return ds
 
 
-def _resize(path: Path, length: int) -> None:
+def _resize(path: str | Path, length: int) -> None:
     for _, arr in _group(path, "r+").arrays():
         dims = arr.metadata.dimension_names or ()
         if dims and dims[0] == "chip" and arr.shape[0] != length:
             arr.resize((length, *arr.shape[1:]))
 
 
-def cube_length(root: Path) -> int:
+def cube_length(root: str | Path) -> int:
     """Slots in the cube under ``root`` (0 without a cube)."""
-    path = DatasetLayout(Path(root)).cube
-    if not is_zarr(path):
+    path = cube_at(root)
+    if not has_zarr(path):
         return 0
     return int(_group(path)["chip_id"].shape[0])
 
 
-def reserve_slots(root: Path, n_batches: int, per_batch: int) -> CubeSlots:
+def reserve_slots(root: str | Path, n_batches: int, per_batch: int) -> CubeSlots:
     """Client: grow the slotted cube under ``root`` by ``n_batches`` regions of ``per_batch``
     slots (metadata only: every ``chip`` array is resized; nothing is written into them)
     and consolidate its metadata → the slots. The cube must exist, slotted, with
     ``per_batch`` a multiple of its region size."""
-    path = DatasetLayout(Path(root)).cube
+    path = cube_at(root)
     have = slotted(root)
     if not have or per_batch % have:
         raise ValueError(f"cube {path} takes regions of {have} slots, not {per_batch}")
@@ -154,7 +154,7 @@ def reserve_slots(root: Path, n_batches: int, per_batch: int) -> CubeSlots:
     return CubeSlots(path=path, start=start, per_batch=per_batch, n_batches=n_batches)
 
 
-def known_variables(path: Path, ds: xr.Dataset) -> tuple[xr.Dataset, set[str]]:
+def known_variables(path: str | Path, ds: xr.Dataset) -> tuple[xr.Dataset, set[str]]:
     """``ds`` without the data variables the cube at ``path`` lacks (logged: Zarr cannot add
     a variable along ``chip`` to an existing cube), and the names of the cube's arrays."""
     have = set(_group(path).array_keys())
@@ -187,7 +187,7 @@ def write_region(slots: CubeSlots, k: int, chips: xr.Dataset) -> None:
                    consolidated=False, safe_chunks=False)
 
 
-def consolidate(path: Path) -> None:
+def consolidate(path: str | Path) -> None:
     """Write the consolidated metadata of the Zarr v3 store at ``path`` (after any change to
     its arrays: readers that use it see the shapes it records)."""
     import zarr

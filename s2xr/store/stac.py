@@ -25,14 +25,37 @@ from typing import Any
 
 import pandas as pd
 import pystac
+import pystac.stac_io
 
+from s2xr.config import is_url
 from s2xr.errors import InputError
 from s2xr.store.index import read_index
 from s2xr.store.layout import DatasetLayout, atomic_write
+from s2xr.store.objects import filesystem
 
 log = logging.getLogger(__name__)
 
 PROJ_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+
+
+class FsspecStacIO(pystac.stac_io.DefaultStacIO):
+    """pystac I/O that also reads and writes object store URLs (``s3://``, ``gs://``, …)
+    through fsspec, e.g. an object store dataset's catalog:
+    ``pystac.Catalog.from_file("s3://bucket/prefix/stac/catalog.json",
+    stac_io=FsspecStacIO())``. Local paths and http(s) go to pystac's default I/O."""
+
+    def read_text_from_href(self, href: str) -> str:
+        if is_url(href) and not href.startswith(("http://", "https://")):
+            fs, path = filesystem(href)
+            return str(fs.cat_file(path).decode("utf-8"))
+        return str(super().read_text_from_href(href))
+
+    def write_text_to_href(self, href: str, txt: str) -> None:
+        if is_url(href) and not href.startswith(("http://", "https://")):
+            fs, path = filesystem(href)
+            fs.pipe_file(path, txt.encode("utf-8"))  # one PUT: the object appears whole
+            return
+        super().write_text_to_href(href, txt)
 
 
 def _collection_id(tile: str) -> str:

@@ -34,8 +34,10 @@ from s2xr.store.batch import BatchResult, BatchTarget, write_batch
 from s2xr.store.cube import append_cube, cube_chip_ids
 from s2xr.store.index import merge_index
 from s2xr.store.labels import label_records, merge_labels
-from s2xr.store.layout import ensure_writable
+from s2xr.store.layout import DatasetLayout, ensure_writable
+from s2xr.store.objects import check_writable
 from s2xr.store.slots import CubeSlots, create_cube, reserve_slots, slots_per_batch, slotted
+from s2xr.store.sync import push
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,8 @@ def _cluster_client() -> Any:
         return None
 
 
-def _cube_slots(gated: xr.Dataset, plan: pd.DataFrame, root: Path, gate_cfg: GateConfig | None,
+def _cube_slots(gated: xr.Dataset, plan: pd.DataFrame, root: str | Path,
+                gate_cfg: GateConfig | None,
                 n_batches: int, block_size: int) -> CubeSlots | None:
     """Client: the cube regions of this run (the cube is created, empty, on first use), or
     ``None`` for a cube appended before slots existed (the client appends it then)."""
@@ -110,8 +113,11 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     that name them). ``should_stop()`` is checked before each batch starts: when it returns
     True the batches started are finished and indexed and the call returns early
     (``n_chips`` counts what was written)."""
-    root = Path(cfg.root)
+    layout = DatasetLayout.of_storage(cfg)
+    root, data = layout.root, layout.data_root  # the index here; files and cube at ``data``
     ensure_writable(root)
+    if layout.remote is not None:
+        check_writable(layout.remote)
     # chip-sized buffers (≈ 1.5 MB) from the heap, reused, not mmapped and zeroed each time
     limit_malloc(mmap_threshold=WRITE_MMAP_THRESHOLD)
     if "split" not in plan:
@@ -119,15 +125,15 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     plan = plan.reset_index(drop=True)
     n = gated.sizes["chip"]
     starts = list(range(0, n, block_size))
-    slots = (_cube_slots(gated, plan, root, gate_cfg, len(starts), block_size)
+    slots = (_cube_slots(gated, plan, data, gate_cfg, len(starts), block_size)
              if cfg.write_zarr and n else None)
-    target = BatchTarget(root=root, storage=cfg, gate=gate_cfg,
+    target = BatchTarget(root=data, storage=cfg, gate=gate_cfg,
                          bands=tuple(str(b) for b in gated.band.values),
                          size_m=float(gated.sizes["x"] * gated.attrs.get("resolution_m", 10.0)),
                          slots=slots, item_meta=item_meta or {})
     n_ships = labels.groupby("chip_id").size() if labels is not None else None
     # chips already in the cube are not written again (re-runs are idempotent)
-    in_cube = set(map(str, cube_chip_ids(root))) if cfg.write_zarr else set()
+    in_cube = set(map(str, cube_chip_ids(data))) if cfg.write_zarr else set()
     pending: list[gpd.GeoDataFrame] = []
     pids: set[int] = set()
     index = None
@@ -142,7 +148,9 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
         if labels is not None:
             ok = set(rows.loc[rows["qa_pass"].astype(bool), "chip_id"])
             merge_labels(root, labels.loc[labels["chip_id"].isin(ok)])
-        return merge_index(root, gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326"))
+        merged = merge_index(root, gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326"))
+        push(layout)  # an object store root: the commit is the index put there, last
+        return merged
 
     def batch_args(k: int) -> tuple[Any, ...]:
         sl = slice(starts[k], min(starts[k] + block_size, n))
@@ -162,7 +170,7 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
             stopped = True
             continue
         if res.append is not None and res.append.sizes["chip"]:
-            append_cube(root, res.append)  # a cube from before slots: the client appends
+            append_cube(data, res.append)  # a cube from before slots: the client appends
             in_cube.update(map(str, res.append["chip_id"].values))
         n_pass += res.n_passed
         pids.add(res.pid)

@@ -1,5 +1,6 @@
 """A real S3 API on 127.0.0.1: moto's standalone server (``moto_server``, the local S3 that
-s3fs's own test suite runs against), started and stopped by the tests."""
+s3fs's own test suite runs against; installed with the ``test`` extra), started and stopped
+by the tests and the end-to-end benchmark. Its credentials are moto's dummies."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 @dataclass(frozen=True)
 class LocalS3:
     endpoint: str
+
+    @property
+    def environ(self) -> dict[str, str]:
+        """The environment an s2xr process needs to reach this S3 (``s3://`` roots)."""
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
 
     def filesystem(self) -> Any:  # an s3fs.S3FileSystem
         import s3fs
@@ -55,6 +61,35 @@ def local_s3(timeout_s: float = 60.0) -> Iterator[LocalS3]:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"moto_server did not answer at {endpoint}") from None
                 time.sleep(0.1)
+        _forget_filesystems()  # fsspec caches s3fs instances: none may keep an old endpoint
         yield LocalS3(endpoint)
     finally:
+        _forget_filesystems()
         stop_child(proc)
+
+
+def _forget_filesystems() -> None:
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@contextlib.contextmanager
+def s3_environ(s3: LocalS3) -> Iterator[None]:
+    """This process's environment set to reach ``s3`` (restored on exit), so s2xr's
+    ``s3://`` roots, geopandas and Zarr find it like any S3 (credentials and endpoint from
+    the environment)."""
+    import os
+
+    old = {k: os.environ.get(k) for k in s3.environ}
+    os.environ.update(s3.environ)
+    _forget_filesystems()
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _forget_filesystems()
