@@ -13,10 +13,13 @@ GeoParquet index, daily footprints — under a fresh local root, each batch writ
 task that cut it; (s3) the same into a fresh prefix of a real S3 API on 127.0.0.1 (moto's
 server, started here; skipped with ``--no-s3`` or when moto is not installed): chip files
 put as objects and cube regions through Zarr's fsspec store by the tasks, the index pushed
-from a local workspace. Medians of the repeats. ``--scheduler local-cluster`` writes from
-two worker processes instead of the threads scheduler. Ends with one JSON line
+from a local workspace (the S3 server's CPU time is reported: it shares this machine's
+cores); (memory) the same into fsspec's in-memory store (``memory://``, threads only): the
+object store code path without a server. Medians of the repeats.
+``--scheduler local-cluster`` writes from two worker processes instead of the threads
+scheduler. Ends with one JSON line
 (``chips_per_s_local``, ``write_overhead`` = write ÷ cut − 1, ``chips_per_s_s3``,
-``s3_vs_local`` = S3 time ÷ local time).
+``s3_vs_local`` = S3 time ÷ local time, ``s3_server_cpu_s``, ``chips_per_s_memory``).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def write_once(stack: Any, plan: Any, storage: StorageConfig) -> tuple[float, in
 @contextlib.contextmanager
 def s3_bucket(enabled: bool) -> Any:
     """A bucket on a local S3 (moto_server on 127.0.0.1) with this process's environment
-    pointing at it, or ``None``."""
+    pointing at it → (its URL, the server's pid), or ``None``."""
     if not enabled:
         yield None
         return
@@ -86,7 +89,14 @@ def s3_bucket(enabled: bool) -> Any:
         return
     with local_s3() as s3, s3_environ(s3):
         s3.filesystem().mkdir("bench")
-        yield "s3://bench"
+        yield "s3://bench", s3.pid
+
+
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
 
 
 def main() -> None:
@@ -103,8 +113,8 @@ def main() -> None:
     stack = stack_scenes([item], list(ct.BANDS))
     pts = ct.make_points(item, n, False, np.random.default_rng(7))
     plan = ct.plan_frame(item, pts, for_writing=True)
-    cut_s, write_s, s3_s = [], [], []
-    with s3_bucket(not args.no_s3) as bucket, scheduler(args.scheduler) as label, \
+    cut_s, write_s, s3_s, mem_s, server_s = [], [], [], [], []
+    with s3_bucket(not args.no_s3) as s3, scheduler(args.scheduler) as label, \
             tempfile.TemporaryDirectory(prefix="s2xr-e2e-ws-") as ws:
         for r in range(repeats):
             if args.scheduler == "threads":
@@ -122,22 +132,39 @@ def main() -> None:
             write_s.append(t_write)
             line = (f"{label}: cut {t_cut:6.2f} s ({n / t_cut:6.1f} chips/s)  cut + write "
                     f"{t_write:6.2f} s ({n / t_write:6.1f} chips/s)")
-            if bucket is not None:
+            if s3 is not None:
+                bucket, pid = s3
+                before = cpu_seconds(pid)
                 t_s3, n_s3 = write_once(stack, plan, StorageConfig(
-                    root=f"{bucket}/run{r}", workspace=Path(ws) / f"run{r}"))
+                    root=f"{bucket}/run{r}", workspace=Path(ws) / f"s3-{r}"))
+                server_s.append(cpu_seconds(pid) - before)
                 if n_s3 != n:
                     raise SystemExit(f"{n_s3} of {n} chips written to S3")
                 s3_s.append(t_s3)
-                line += f"  to S3 {t_s3:6.2f} s ({n / t_s3:6.1f} chips/s)"
+                line += (f"  to S3 {t_s3:6.2f} s ({n / t_s3:6.1f} chips/s; the S3 server "
+                         f"used {server_s[-1]:.1f} CPU s)")
+            if args.scheduler == "threads":  # the store code path without a server
+                t_mem, n_mem = write_once(stack, plan, StorageConfig(
+                    root=f"memory://s2xr-e2e/run{r}", workspace=Path(ws) / f"mem-{r}"))
+                if n_mem != n:
+                    raise SystemExit(f"{n_mem} of {n} chips written to memory://")
+                mem_s.append(t_mem)
+                line += f"  to memory:// {t_mem:6.2f} s"
+                import fsspec
+
+                fsspec.filesystem("memory").rm(f"/s2xr-e2e/run{r}", recursive=True)
             print(line, flush=True)
     tc, tw = statistics.median(cut_s), statistics.median(write_s)
     ts = statistics.median(s3_s) if s3_s else None
+    tm = statistics.median(mem_s) if mem_s else None
     print(json.dumps({"benchmark": "end_to_end", "quick": args.quick, "n": n,
                       "scheduler": label, "seconds_cut": tc, "seconds_cut_and_write": tw,
                       "chips_per_s_cut": n / tc, "chips_per_s_local": n / tw,
                       "write_overhead": tw / tc - 1,
                       "chips_per_s_s3": n / ts if ts else None,
-                      "s3_vs_local": ts / tw if ts else None}))
+                      "s3_vs_local": ts / tw if ts else None,
+                      "s3_server_cpu_s": statistics.median(server_s) if server_s else None,
+                      "chips_per_s_memory": n / tm if tm else None}))
 
 
 if __name__ == "__main__":

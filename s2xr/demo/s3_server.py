@@ -25,6 +25,7 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 @dataclass(frozen=True)
 class LocalS3:
     endpoint: str
+    pid: int = 0  # the moto_server process (its CPU time: what the server cost)
 
     @property
     def environ(self) -> dict[str, str]:
@@ -62,7 +63,7 @@ def local_s3(timeout_s: float = 60.0) -> Iterator[LocalS3]:
                     raise RuntimeError(f"moto_server did not answer at {endpoint}") from None
                 time.sleep(0.1)
         _forget_filesystems()  # fsspec caches s3fs instances: none may keep an old endpoint
-        yield LocalS3(endpoint)
+        yield LocalS3(endpoint, proc.pid)
     finally:
         _forget_filesystems()
         stop_child(proc)
