@@ -61,6 +61,11 @@ class BlockCache:
             self._data.clear()
             self._bytes = 0
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded blocks held now (at most ``max_bytes``)."""
+        return self._bytes
+
     def wanted(self, href: str, i: int, j: int) -> bool:
         """Whether block (``i``, ``j``) of ``href`` is neither cached nor being fetched."""
         key = (href, i, j)

@@ -32,7 +32,7 @@ from s2xr.gate import explain_gate
 from s2xr.memory import WRITE_MMAP_THRESHOLD, limit_malloc, release_free_memory
 from s2xr.store.batch import BatchResult, BatchTarget, write_batch
 from s2xr.store.cube import append_cube, cube_chip_ids
-from s2xr.store.index import merge_index
+from s2xr.store.index import append_index, read_index
 from s2xr.store.labels import label_records, merge_labels
 from s2xr.store.layout import DatasetLayout, ensure_writable
 from s2xr.store.objects import check_writable
@@ -136,21 +136,19 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     in_cube = set(map(str, cube_chip_ids(data))) if cfg.write_zarr else set()
     pending: list[gpd.GeoDataFrame] = []
     pids: set[int] = set()
-    index = None
     written = n_pass = 0
 
-    def flush() -> gpd.GeoDataFrame | None:
+    def flush() -> None:
         release_free_memory()
         if not pending:
-            return None
+            return
         rows = pd.concat(pending, ignore_index=True)
         pending.clear()
         if labels is not None:
             ok = set(rows.loc[rows["qa_pass"].astype(bool), "chip_id"])
             merge_labels(root, labels.loc[labels["chip_id"].isin(ok)])
-        merged = merge_index(root, gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326"))
+        append_index(root, gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326"))
         push(layout)  # an object store root: the commit is the index put there, last
-        return merged
 
     def batch_args(k: int) -> tuple[Any, ...]:
         sl = slice(starts[k], min(starts[k] + block_size, n))
@@ -177,17 +175,14 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
         pending.append(res.rows)
         written += len(res.rows)
         if sum(len(p) for p in pending) >= index_every:
-            index = flush()
+            flush()
         if progress:
             progress(len(res.rows))
     if stopped:
         log.warning("stop requested: %d of %d chip(s) written, the rest left for the next run",
                     written, n)
-    index = flush() if pending else index
-    if index is None:
-        from s2xr.store.index import read_index
-
-        index = read_index(root)
+    flush()
+    index = read_index(root)  # once, at the end: the full index is not held while writing
     if pids:
         log.info("%d chip(s) written by %d process(es)%s", written, len(pids),
                  "" if pids == {os.getpid()} else " (cluster workers)")
