@@ -98,21 +98,23 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
                 labels: pd.DataFrame | None = None,
                 should_stop: Callable[[], bool] | None = None) -> WriteSummary:
     """Compute ``gated`` (from :func:`~s2xr.gate.gate_chips`, rows aligned with ``plan``,
-    which must carry a ``split`` column) batch by batch and write every store under
-    ``cfg.root``. Computes, on the active Dask scheduler.
+    which must carry a ``split`` column) batch by batch and write every store of the
+    dataset ``cfg`` names. Computes, on the active Dask scheduler.
 
     Each batch of ``block_size`` chips is cut, gated and written by one task (per-chip
     files, its cube region); a ``distributed`` cluster's workers write straight to the
-    root, so it must be a path every worker reaches. The GeoParquet index and the daily
-    footprints are merged every ``index_every`` chips and at the end — always after the
-    files and cube rows they name. ``item_meta``: item_id → {hrefs, scale_offset,
-    resampling} for the JSON provenance. ``progress(n)`` is called after each batch with its
-    size. ``labels``: the ship labels of the chips (:func:`s2xr.labels.label_chips`); when
-    given, each chip's JSON gets ``labels`` and ``n_ships``, the index ``n_ships`` and
-    ``indexes/labels.parquet`` the rows of the passed chips (written before the index rows
-    that name them). ``should_stop()`` is checked before each batch starts: when it returns
-    True the batches started are finished and indexed and the call returns early
-    (``n_chips`` counts what was written)."""
+    dataset, so its root must be an object store URL (``cfg.url``: files put as objects) or
+    a path every worker reaches. The GeoParquet index and the daily footprints are merged
+    every ``index_every`` chips and at the end — always after the files and cube rows they
+    name — in the local root (an object store dataset's workspace, then pushed to the store,
+    the index last: :func:`s2xr.store.sync.push`). ``item_meta``: item_id → {hrefs,
+    scale_offset, resampling} for the JSON provenance. ``progress(n)`` is called after each
+    batch with its size. ``labels``: the ship labels of the chips
+    (:func:`s2xr.labels.label_chips`); when given, each chip's JSON gets ``labels`` and
+    ``n_ships``, the index ``n_ships`` and ``indexes/labels.parquet`` the rows of the passed
+    chips (written before the index rows that name them). ``should_stop()`` is checked
+    before each batch starts: when it returns True the batches started are finished and
+    indexed and the call returns early (``n_chips`` counts what was written)."""
     layout = DatasetLayout.of_storage(cfg)
     root, data = layout.root, layout.data_root  # the index here; files and cube at ``data``
     ensure_writable(root)
