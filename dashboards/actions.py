@@ -231,5 +231,5 @@ def build_embedded_world(cfg: Config, control: RunControl) -> str:
     from s2xr.demo import build_world
 
     control.set_stage("world", "building the embedded world (synthetic)")
-    world = build_world(DatasetLayout.of(cfg).world, cfg.demo)
+    world = build_world(DatasetLayout.of(cfg).world, cfg.demo, progress=control.progress)
     return f"embedded world: tile {world.tile}, {len(world.item_ids)} synthetic item(s)"

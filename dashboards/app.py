@@ -40,9 +40,11 @@ from dashboards.actions import DEFAULT_MAX_UPLOAD_MB, UploadCheck
 from dashboards.controls import OpsSettings, PruneSettings, RunSettings
 from dashboards.handlers import DashboardHandlers
 from dashboards.layout import DashboardLayout
+from dashboards.scene_image import newest_scene, scene_underlay
 from dashboards.state import JobManager, get_manager
 from dashboards.upload import filepond_labels_callback
 from pipelines.run_job import uses_embedded_world
+from pipelines.run_status import read_run_status
 from s2xr.store.layout import DatasetLayout
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,10 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
                           *[b for b in BASEMAP_CHOICES if b != configured]]
         self.basemap = configured or NO_BASEMAP
         self._upload: UploadCheck | None = None
+        self._ext: dict[str, Any] | None = None
+        self._scenes: dict[str, dict[str, Any] | None] = {}
+        self._scene: dict[str, Any] | None = None
+        self._scene_due = False
         self._sig: tuple[float, ...] | None = None
         self._last_reload = 0.0
         self._reloading = False
@@ -94,8 +100,21 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
             pn.state.add_periodic_callback(self._tick, period=POLL_MS)
 
     # ------------------------------------------------------------------ polling
+    def _external_run(self, st: dict[str, Any]) -> dict[str, Any] | None:
+        """A live ``s2xr run`` on this dataset that this dashboard did not start (the CLI,
+        cron, systemd: its status file), while the dashboard's own job is not running."""
+        if st["state"] in ("running", "stopping"):
+            return None
+        ext = read_run_status(DatasetLayout.of(self.cfg))
+        if ext is None or not ext["live"] or ext.get("pid") == os.getpid():
+            return None
+        return ext
+
     def _update_status(self) -> None:
         st = self.manager.status()
+        self._ext = self._external_run(st)
+        if self._ext is not None:
+            st = status.external_status(self._ext, version=st["version"])
         self.status_badge.object = status.badge_html(st)
         self.stages.object = status.stages_html(st)
         self.status_md.object = status.status_text(st)
@@ -103,7 +122,7 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         self.progress.max = mx
         self.progress.value = value
         busy = st["state"] in ("running", "stopping")
-        self.b_stop.disabled = not busy
+        self.b_stop.disabled = not busy or self._ext is not None  # not ours to stop
         self.b_start.disabled = busy
         if st["version"] != self._version:
             self._version = st["version"]
@@ -155,6 +174,10 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
             self._say(self.prune_msg, st["error"], error=True)
 
     def _update_log(self) -> None:
+        if self._ext is not None:  # the external run's own log tail
+            self._log_seq = -1
+            self.log_pane.object = status.log_html(list(self._ext.get("log") or []))
+            return
         seq = self.manager.tail.seq
         if seq != self._log_seq:
             self._log_seq = seq
@@ -163,6 +186,10 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
     async def _tick(self) -> None:
         self._update_status()
         self._update_log()
+        if self._scene_due:
+            self._scene_due = False
+            self._scene = await asyncio.to_thread(self._scene_of, self._index)
+            self._apply_map()
         if self._reloading or time.monotonic() - self._last_reload < RELOAD_MIN_S:
             return
         sig = await asyncio.to_thread(self.stores.signature)
@@ -176,9 +203,11 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
             self._last_reload = time.monotonic()
 
     def _reload_now(self) -> None:
-        self._apply(self._load(self.stores.signature()))
+        # the first render does not wait for the map's scene image: the next tick reads it
+        self._apply(self._load(self.stores.signature(), scene=False))
+        self._scene_due = True
 
-    def _load(self, sig: tuple[float, ...]) -> dict[str, Any]:
+    def _load(self, sig: tuple[float, ...], *, scene: bool = True) -> dict[str, Any]:
         """Read the stores (in a worker thread): index, schedule, ops DB, world."""
         index = views.load_index(self.stores.root)
         return {"sig": sig, "index": index,
@@ -186,18 +215,33 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
                                                  views.load_windows(self.stores)),
                 "ops": views.ops_tables(self.stores, self.cfg),
                 "world": views.world_manifest(self.stores),
-                "gallery": gallery.gallery_items(self.stores.root, index, 96, self._thumbs)}
+                "gallery": gallery.gallery_items(self.stores.root, index, 96, self._thumbs),
+                "scene": self._scene_of(index) if scene else self._scene}
+
+    def _scene_of(self, index: pd.DataFrame) -> dict[str, Any] | None:
+        """The map's scene image (newest scene), read once per scene (loader thread)."""
+        row = newest_scene(index)
+        if row is None:
+            return None
+        key = str(row["scene_id"])
+        if key not in self._scenes:
+            self._scenes = {key: scene_underlay(self.stores.root, index)}  # keep one
+        return self._scenes[key]
 
     def _apply(self, data: dict[str, Any]) -> None:
         self._sig = data["sig"]
         self._index = data["index"]
         self._gallery_all = data["gallery"]
         self._world = data["world"]
+        self._scene = data["scene"]
         self._apply_gallery()
         self.table.value = views.table_frame(self._index)
+        for b in self.download_buttons:  # nothing to download before the first chip
+            b.disabled = self._index.empty
         self._apply_map()
         sched = data["schedule"]
         self.schedule_pane.object = plots.schedule_plot(sched)
+        self.schedule_empty.visible = sched.empty
         if len(sched):
             table = sched[[c for c in ("tile_id", "satellite", "start_time_utc",
                                        "end_time_utc", "source", "state") if c in sched]]
@@ -220,11 +264,13 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         basemap = None if self.basemap == NO_BASEMAP else self.basemap
         try:
             plot = plots.footprints_plot(self._index, tiles, world_window=window,
-                                         basemap=basemap)
+                                         basemap=basemap, scene=self._scene)
         except Exception as exc:  # e.g. an unknown basemap name
             log.warning("dashboard: map: %s", exc)
-            plot = plots.footprints_plot(self._index, tiles, world_window=window)
+            plot = plots.footprints_plot(self._index, tiles, world_window=window,
+                                         scene=self._scene)
         self.map_pane.object = plot
+        self.map_empty.visible = self._index.empty
 
     def _apply_world(self) -> None:
         cfg, idx, world = self.cfg, self._index, self._world

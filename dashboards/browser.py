@@ -221,6 +221,16 @@ class DashboardPage:
     def upload(self, path: Path) -> None:
         self.page.locator(".s2xr-upload input[type=file]").first.set_input_files(str(path))
 
+    def download(self, name: str, dest: Path, *, timeout_s: float = 120) -> Path:
+        """Click the download button ``name``; the file the browser got, saved in ``dest``."""
+        with self.page.expect_download(timeout=timeout_s * 1000) as info:
+            self.button(name, exact=True).click()
+        got = info.value
+        dest.mkdir(parents=True, exist_ok=True)
+        path = dest / got.suggested_filename
+        got.save_as(path)
+        return path
+
     def shot(self, path: Path, *, full_page: bool = False) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(path), full_page=full_page)

@@ -232,6 +232,9 @@ class DashboardHandlers:
         chip_id = event.new
         if not chip_id:
             return
+        # one selection: a row clicked in the index highlights its quicklook too
+        if self.gallery.selected != chip_id:
+            self.gallery.selected = chip_id
         rows = self._index.loc[self._index["chip_id"] == chip_id]
         if rows.empty:
             self.detail[:] = [md_pane(f"chip `{chip_id}` is not in the index")]

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from dashboards import gallery, plots, status, views
+from dashboards import downloads, gallery, plots, status, views
 from dashboards.controls import AIS_HELP
 from dashboards.upload import REFUSAL_SINK_CLASS, AisUploader
 
@@ -67,11 +67,12 @@ class DashboardLayout:
         pn.bind(self._on_settings, s.param.mode, s.param.ais_source, s.param.gate_enabled,
                 s.param.bind_chips_to_ships, watch=True)
         self._on_settings(s.mode, s.ais_source, s.gate_enabled, s.bind_chips_to_ships)
+        # Start and Stop first: visible without scrolling on a laptop's 1280×720
         return pn.Card(
-            self.w_mode, md_pane("**AIS source**"), self.w_ais, self.w_ais_help, self.w_swir,
+            self.w_mode, pn.Row(self.b_start, self.b_stop), self.run_msg,
+            md_pane("**AIS source**"), self.w_ais, self.w_ais_help, self.w_swir,
             self.w_max_ships, self.w_bind, self.w_max_chips, self.w_restrict, self.w_interval,
-            stac, gate, pn.Row(self.b_start, self.b_stop), self.run_msg, title="Run",
-            sizing_mode="stretch_width")
+            stac, gate, title="Run", sizing_mode="stretch_width")
 
     def _upload_card(self) -> pn.Card:
         self.w_upload = AisUploader(max_mb=self.max_upload_mb, css_classes=["s2xr-upload"],
@@ -184,7 +185,12 @@ class DashboardLayout:
         self.map_pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=540,
                                           css_classes=["s2xr-map"])
         self.param.watch(lambda _e: self._apply_map(), "basemap")
-        return pn.Column(self.w_basemap, self.map_pane, sizing_mode="stretch_width")
+        self.map_empty = md_pane(
+            "**No chips yet.** The map shows the tile outline and, once a run has cut "
+            "chips, their footprints over a low-resolution image of the newest scene. Start "
+            "a run from the sidebar (or `s2xr run` / `s2xr chip`).", css="s2xr-empty")
+        return pn.Column(self.w_basemap, self.map_empty, self.map_pane,
+                         sizing_mode="stretch_width")
 
     def _table_tab(self) -> pn.viewable.Viewable:
         self.table = W.Tabulator(views.table_frame(self._index), header_filters=True,
@@ -196,15 +202,24 @@ class DashboardLayout:
         self.w_pass = W.RadioButtonGroup(label="QA", options=["all", "passed", "rejected"],
                                          value="all")
         self.table.add_filter(pn.bind(self._qa_filter, self.w_pass))
-        return pn.Column(pn.Row(md_pane("**QA**"), self.w_pass), self.table,
-                         sizing_mode="stretch_width")
+        self.download_buttons = downloads.download_buttons(
+            self.stores.root, lambda: self.table.current_view)
+        return pn.Column(pn.Row(md_pane("**QA**"), self.w_pass),
+                         pn.FlexBox(md_pane("**Download**"), *self.download_buttons,
+                                    css_classes=["s2xr-downloads"]),
+                         self.table, sizing_mode="stretch_width")
 
     def _schedule_tab(self) -> pn.viewable.Viewable:
         self.schedule_pane = pn.pane.Bokeh(plots.schedule_plot(views.schedule_frame(
             views.load_schedule(Path("/nonexistent")), None)), sizing_mode="stretch_width")
         self.schedule_table = pn.pane.DataFrame(pd.DataFrame(), index=False, max_rows=30,
                                                 sizing_mode="stretch_width")
-        return pn.Column(self.schedule_pane, self.schedule_table, sizing_mode="stretch_width")
+        self.schedule_empty = md_pane(
+            "**No overpass schedule yet.** A run predicts the tiles' Sentinel-2 overpasses "
+            "first and shows their capture windows here (or run `s2xr predict-overpasses`).",
+            css="s2xr-empty")
+        return pn.Column(self.schedule_empty, self.schedule_pane, self.schedule_table,
+                         sizing_mode="stretch_width")
 
     def _ops_tab(self) -> pn.viewable.Viewable:
         self.ops_jobs = pn.pane.DataFrame(pd.DataFrame(), index=False, width=260)

@@ -97,14 +97,44 @@ def _extent(data: list[dict[str, Any]]) -> tuple[float, float, float, float] | N
     return xs.min() - pad, ys.min() - pad, xs.max() + pad, ys.max() + pad
 
 
+def chip_clusters(index: gpd.GeoDataFrame, cells: int = 40) -> pd.DataFrame:
+    """Chips grouped where their footprints pile up: the map's extent cut into about
+    ``cells`` × ``cells`` squares, one row per occupied square — ``x``, ``y`` (mean centre,
+    EPSG:3857), ``n``, ``n_passed``, ``size`` (marker px) and ``text``: one readable tooltip
+    for every chip there (counts, ships, scenes)."""
+    cols = ["x", "y", "n", "n_passed", "size", "text"]
+    if not len(index):
+        return pd.DataFrame(columns=cols)
+    c = index.geometry.to_crs(WEB_MERCATOR).centroid
+    x, y = c.x.to_numpy(), c.y.to_numpy()
+    span = max(np.ptp(x), np.ptp(y), 2560.0)
+    cell = span / cells
+    df = pd.DataFrame({"x": x, "y": y, "gx": np.floor(x / cell), "gy": np.floor(y / cell),
+                       "ok": index["qa_pass"].astype(bool).to_numpy(),
+                       "mmsi": index["mmsi"].astype(str).to_numpy(),
+                       "scene": index["scene_id"].astype(str).to_numpy()})
+    rows = []
+    for _, g in df.groupby(["gx", "gy"], sort=False):
+        ships, scenes = g["mmsi"].unique(), g["scene"].unique()
+        text = (f"{len(g)} chip(s): {int(g['ok'].sum())} passed, {int((~g['ok']).sum())} "
+                f"rejected; {len(ships)} ship(s) ({', '.join(ships[:4])}"
+                f"{' …' if len(ships) > 4 else ''}); {len(scenes)} scene(s)")
+        rows.append({"x": g["x"].mean(), "y": g["y"].mean(), "n": len(g),
+                     "n_passed": int(g["ok"].sum()), "size": 7 + 2 * np.log2(len(g)),
+                     "text": text})
+    return pd.DataFrame(rows, columns=cols)
+
+
 def footprints_plot(index: gpd.GeoDataFrame, tiles: list[str], *, world_window: Any = None,
                     basemap: str | None = None, max_chips: int = 5000,
-                    height: int = 520) -> Any:
-    """HoloViews overlay (Web Mercator): tile outlines, the world window and chip footprints
-    (green passed, red rejected, hover: chip, ship), on optional basemap tiles (``basemap``:
-    a ``{z}/{x}/{y}`` URL template or an xyzservices name such as ``OpenStreetMap.Mapnik``;
-    they need internet, so the default is none). Zoomed to the chips (else the world window,
-    else the tiles)."""
+                    height: int = 520, scene: dict[str, Any] | None = None) -> Any:
+    """HoloViews overlay (Web Mercator, lon/lat axes and grid): the scene (``scene``: a low
+    resolution image, :func:`dashboards.scene_image.scene_underlay`), tile outlines, the
+    world window and chip footprints (green passed, red rejected) with one marker per pile
+    of footprints (:func:`chip_clusters`: its one tooltip names them all), on optional
+    basemap tiles (``basemap``: a ``{z}/{x}/{y}`` URL template or an xyzservices name such
+    as ``OpenStreetMap.Mapnik``; they need internet, so the default is none). Zoomed to the
+    chips (else the world window, else the tiles)."""
     import holoviews as hv
 
     from s2xr.grid import tile_footprint
@@ -143,19 +173,33 @@ def footprints_plot(index: gpd.GeoDataFrame, tiles: list[str], *, world_window: 
              "passed": "chip passed"}
     vdims = ["kind", "label", "chip_id", "mmsi"]
     elements = []
+    if scene is not None:
+        elements.append(hv.RGB(scene["rgb"], bounds=scene["bounds"],
+                               label=f"scene {scene['scene_id']}"))
     for kind, data in layers.items():
         el = hv.Polygons(data, kdims=["x", "y"], vdims=vdims, label=names[kind]).opts(
-            color=STATUS_COLORS[kind], line_color=STATUS_COLORS[kind],
-            tools=["hover"] if kind in ("passed", "rejected") else [], **style[kind])
+            color=STATUS_COLORS[kind], line_color=STATUS_COLORS[kind], tools=[],
+            **style[kind])
         elements.append(el)
+    clusters = chip_clusters(chips)
+    if len(clusters):  # hover here only: one tooltip for a pile of footprints
+        elements.append(hv.Points(clusters, kdims=["x", "y"],
+                                  vdims=["text", "n", "n_passed", "size"],
+                                  label="chips here (hover)").opts(
+            size="size", color="#ffffff", line_color="#0072b5", line_width=2, alpha=0.9,
+            tools=["hover"], hover_tooltips=[("chips", "@text")]))
     extent = (_extent(layers["passed"] + layers["rejected"] + layers["world"]) or
               _extent(layers["tile"]))
     overlay = hv.Overlay(elements)
     if basemap:
         overlay = basemap_tiles(basemap) * overlay
+    from bokeh.models import MercatorTickFormatter
+
     opts: dict[str, Any] = {
         "responsive": True, "min_height": height, "data_aspect": 1,  # metres are square
-        "xaxis": None, "yaxis": None,
+        "xlabel": "longitude", "ylabel": "latitude", "show_grid": True,
+        "xformatter": MercatorTickFormatter(dimension="lon"),
+        "yformatter": MercatorTickFormatter(dimension="lat"),
         "legend_position": "top_left", "active_tools": ["wheel_zoom"],
         "title": "Tile and chip footprints" + ("" if basemap else " (no basemap)")}
     if extent is not None:

@@ -147,8 +147,9 @@ class JobManager:
 
     def status(self) -> dict[str, Any]:
         """``state`` (idle / running / stopping / done / stopped / failed), the job's
-        ``kind`` and ``description``, the run's ``stage``, ``message``, ``done``/``total``,
-        ``error`` and ``result`` text, ``elapsed_s`` and ``version``."""
+        ``kind`` and ``description``, the run's ``stage``, ``message``, ``done``/``total``
+        ``unit`` counted ``since``, ``error`` and ``result`` text, ``elapsed_s`` and
+        ``version``."""
         with self._lock:
             snap = self._control.snapshot()
             job = self._job
@@ -168,7 +169,8 @@ class JobManager:
         return {"state": state, "kind": job.kind if job else "",
                 "description": job.description if job else "",
                 "stage": snap["stage"], "message": snap["message"], "done": snap["done"],
-                "total": snap["total"], "error": job.error if job else None,
+                "total": snap["total"], "unit": snap.get("unit", ""),
+                "since": snap.get("since"), "error": job.error if job else None,
                 "result": job.result if job else None,
                 "elapsed_s": (end - job.started) if job else 0.0, "version": version}
 
@@ -262,8 +264,9 @@ class JobManager:
             return run_batch(cfg, opts, control=control)
 
         def summary(res: Any) -> str:
-            passed = res.chip.n_passed if res.chip is not None else 0
-            return f"run {res.run_id}: {passed} new chip(s) passed" + (
+            from s2xr.store.index import read_index
+
+            return f"run {res.run_id}: {res.outcome(read_index(res.root))}" + (
                 " (stopped early)" if res.stopped else "")
 
         return self.start("run", "batch run", batch, summarize=summary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import time
 from typing import Any
 
 RUN_STAGES = ("world", "predict", "collect", "lag", "chip", "done")
@@ -49,7 +50,11 @@ def status_text(st: dict[str, Any]) -> str:
     parts = [f"**{st['kind'] or 'job'}** · stage **{st['stage']}**" +
              (f": {html.escape(st['message'])}" if st["message"] else "")]
     if st["total"]:
-        parts.append(f"{st['done']} / {st['total']}")
+        unit = st.get("unit") or ""
+        parts.append(f"{st['done']} / {st['total']}" + (f" {html.escape(unit)}" if unit else ""))
+        eta = eta_s(st)
+        if eta is not None:
+            parts.append(f"ETA {format_duration(eta)}")
     if st["kind"]:
         parts.append(f"{st['elapsed_s']:.0f} s")
     if st["error"]:
@@ -57,6 +62,39 @@ def status_text(st: dict[str, Any]) -> str:
     elif st["result"] and not busy:
         parts.append(html.escape(st["result"]))
     return " · ".join(parts)
+
+
+def eta_s(st: dict[str, Any], now: float | None = None) -> float | None:
+    """Seconds left at the rate of the current count (``done`` since ``since``), or None
+    before the first item or when nothing is left."""
+    done, total, since = int(st.get("done") or 0), int(st.get("total") or 0), st.get("since")
+    if not since or done <= 0 or done >= total or st["state"] not in ("running", "stopping"):
+        return None
+    now = time.time() if now is None else now
+    return (now - float(since)) / done * (total - done)
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def external_status(ext: dict[str, Any], *, version: int) -> dict[str, Any]:
+    """A status (as :meth:`JobManager.status` gives) of a live run this dashboard did not
+    start, from its status file (:func:`pipelines.run_status.read_run_status`)."""
+    return {"state": "running", "kind": "run",
+            "description": f"s2xr run {ext.get('run_id', '')} started outside the dashboard "
+                           f"(pid {ext.get('pid')})",
+            "stage": ext.get("stage") or "idle", "message": ext.get("message") or "",
+            "done": int(ext.get("done") or 0), "total": int(ext.get("total") or 0),
+            "unit": ext.get("unit") or "", "since": ext.get("since"), "error": None,
+            "result": None, "elapsed_s": time.time() - float(ext.get("started") or time.time()),
+            "version": version}
 
 
 def progress_value(st: dict[str, Any]) -> tuple[int, int]:

@@ -23,9 +23,10 @@ from s2xr.store.layout import DatasetLayout
 
 log = logging.getLogger(__name__)
 
-TABLE_COLUMNS = ["chip_id", "mmsi", "ship_name", "scene_datetime", "tile_id", "split",
-                 "qa_pass", "qa_reason", "qa_cloud_frac", "qa_land_frac", "qa_water_frac",
-                 "qa_ndwi_water_frac", "valid_frac", "dt_seconds", "provider", "scene_id"]
+TABLE_COLUMNS = ["chip_id", "mmsi", "ship_name", "ship_type", "scene_datetime", "tile_id",
+                 "split", "qa_pass", "qa_reason", "qa_cloud_frac", "qa_land_frac",
+                 "qa_water_frac", "qa_ndwi_water_frac", "valid_frac", "dt_seconds", "provider",
+                 "scene_id"]
 
 
 # ------------------------------------------------------------------------------ stores
@@ -150,6 +151,9 @@ def table_frame(index: pd.DataFrame) -> pd.DataFrame:
         df["qa_pass"] = df["qa_pass"].astype(bool)
     if "mmsi" in df:
         df["mmsi"] = df["mmsi"].astype("int64")
+    if "ship_type" in df:  # text: the header filter's "7" finds every 7x (cargo) type
+        df["ship_type"] = pd.to_numeric(df["ship_type"], errors="coerce").astype(
+            "Int64").astype(str).replace("<NA>", "")
     return df.reset_index(drop=True)
 
 

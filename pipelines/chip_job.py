@@ -49,6 +49,10 @@ from s2xr.store.sync import synced
 
 log = logging.getLogger(__name__)
 
+Progress = Callable[[int, int, str], None]
+"""``progress(done, total, unit)``: ``done`` of ``total`` ``unit`` (``"searches"``, then
+``"chips written"``); what the CLI bar and the dashboard's status show."""
+
 
 @dataclass
 class ChipJobResult:
@@ -86,7 +90,7 @@ class ChipJobResult:
 def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
                  source: ItemSource | None = None, start: pd.Timestamp | None = None,
                  end: pd.Timestamp | None = None,
-                 progress: Callable[[int, int], None] | None = None,
+                 progress: Progress | None = None,
                  clock: Clock | None = None,
                  only_mmsi: set[int] | None = None,
                  max_chips: int | None = None,
@@ -135,7 +139,7 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
 
 def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, run_id: str,
                   *, source: ItemSource | None, start: pd.Timestamp | None,
-                  end: pd.Timestamp | None, progress: Callable[[int, int], None] | None,
+                  end: pd.Timestamp | None, progress: Progress | None,
                   only_mmsi: set[int] | None, max_chips: int | None = None,
                   one_chip_per_ship: bool = False,
                   should_stop: Callable[[], bool] | None = None) -> ChipJobResult:
@@ -160,7 +164,9 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     release_free_memory()  # the reader's and fix_times' freed memory back to the OS
     try:
         search = search_scenes(points, cfg.stac, source, start=start, end=end,
-                               errors="collect")
+                               errors="collect",
+                               progress=(lambda d, t: progress(d, t, "searches"))
+                               if progress else None)
     except StacError as exc:
         n = store.defer(points, run_id, ais_source, f"STAC unavailable: {exc}")
         log.error("STAC unavailable: %d job(s) deferred, retried with back-off "
@@ -244,7 +250,7 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
                 done[0] += n
                 log.info("chips written: %d/%d", done[0], total)
                 if progress:
-                    progress(done[0], total)
+                    progress(done[0], total, "chips written")
 
             summary = write_chips(gated, plan, cfg.storage, cfg.gate,
                                   item_meta={i: used.provenance(i, cfg.chip.resampling)

@@ -51,12 +51,15 @@ def resolve_config(config_path: str | None, *, out: str | None = None,
 
 
 @contextlib.contextmanager
-def chip_progress() -> Iterator[Callable[[int, int], None]]:
+def chip_progress() -> Iterator[Callable[[int, int, str], None]]:
     """A tqdm bar for chip jobs (stderr; hidden when not a terminal); yields the callback
-    ``progress(done, total)`` that run_chip_job expects."""
-    bar = tqdm(total=0, unit="chip", desc="chips", disable=None)
+    ``progress(done, total, unit)`` that run_chip_job expects (the bar is named after the
+    unit: searches, then chips written)."""
+    bar = tqdm(total=0, unit="", desc="chips", disable=None)
 
-    def progress(done: int, total: int) -> None:
+    def progress(done: int, total: int, unit: str = "chips") -> None:
+        if bar.desc != unit:
+            bar.set_description(unit)
         bar.total = total
         bar.n = done
         bar.refresh()

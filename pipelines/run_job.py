@@ -23,6 +23,7 @@ import pandas as pd
 from pipelines import run_stages as stages
 from pipelines.chip_job import run_chip_job
 from pipelines.run_stages import ChipJob, Predictor, predict_schedule
+from pipelines.run_status import publish_run_status
 from pipelines.run_types import EXIT_MISSED, STAGES, RunControl, RunOptions, RunResult
 from pipelines.services import Services, serve_embedded_stac, services, uses_embedded_world
 from s2xr.config import Config, with_overrides
@@ -31,6 +32,7 @@ from s2xr.ops import JobStore
 from s2xr.ops.windows import WindowStore
 from s2xr.planning.schedule import parse_tiles
 from s2xr.store.consistency import dataset_lock
+from s2xr.store.index import read_index
 from s2xr.store.layout import DatasetLayout, ensure_writable
 from s2xr.store.objects import check_writable
 from s2xr.store.sync import synced
@@ -115,23 +117,26 @@ def _run_batch_locked(cfg: Config, opts: RunOptions, control: RunControl, root: 
     result = RunResult(root=root, embedded=uses_embedded_world(cfg))
     run_id = jobs.start_run("run")
     result.run_id = run_id
-    try:
-        with services(cfg, control) as svc:
-            _batch(svc, opts, control, windows, result, now or pd.Timestamp.now(tz="UTC"),
-                   predictor=predictor, chip_job=chip_job)
-    except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        jobs.end_run(run_id, status, {"error": f"{type(exc).__name__}: {exc}"})
-        control.set_stage("failed", f"{type(exc).__name__}: {exc}")
-        raise
-    result.stopped = control.stopped
-    jobs.end_run(run_id, "interrupted" if result.stopped else "done",
-                 {"windows": result.n_windows, "captured": result.n_windows_captured,
-                  "missed": result.missed_reasons, "later": result.n_windows_later,
-                  "chipped": result.n_windows_chipped, "queued": result.n_windows_queued,
-                  "passed": result.chip.n_passed if result.chip else 0})
-    control.set_stage("stopped" if result.stopped else "done",
-                      f"{result.chip.n_passed if result.chip else 0} new chip(s) passed")
+    # the status file (.s2xr-run.json): what the dashboard shows of a run it did not start
+    with publish_run_status(layout, control, run_id):
+        try:
+            with services(cfg, control) as svc:
+                _batch(svc, opts, control, windows, result,
+                       now or pd.Timestamp.now(tz="UTC"), predictor=predictor,
+                       chip_job=chip_job)
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            jobs.end_run(run_id, status, {"error": f"{type(exc).__name__}: {exc}"})
+            control.set_stage("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        result.stopped = control.stopped
+        jobs.end_run(run_id, "interrupted" if result.stopped else "done",
+                     {"windows": result.n_windows, "captured": result.n_windows_captured,
+                      "missed": result.missed_reasons, "later": result.n_windows_later,
+                      "chipped": result.n_windows_chipped, "queued": result.n_windows_queued,
+                      "passed": result.chip.n_passed if result.chip else 0})
+        control.set_stage("stopped" if result.stopped else "done",
+                          result.outcome(read_index(root)))
     return result
 
 

@@ -95,9 +95,9 @@ async def _capture_replay(cfg: Config, services: Services, schedule: pd.DataFram
         while not server.exhausted.is_set() and not task.done():
             if control.stopped:
                 break
-            control.progress(server.stats.delivered, total)
+            control.progress(server.stats.delivered, total, "AIS messages")
             await asyncio.sleep(0.1)
-        control.progress(server.stats.delivered, total)
+        control.progress(server.stats.delivered, total, "AIS messages")
         # let every frame the server sent arrive (counted, not timed: a busy machine may
         # take a while), then stop and flush
         loop = asyncio.get_running_loop()

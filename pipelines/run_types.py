@@ -51,19 +51,27 @@ class RunOptions:
 class RunControl:
     """Thread-safe status of a run and its stop switch.
 
-    ``snapshot()`` → dict(stage, message, done, total, stop_requested, updated); listeners
-    added with :meth:`subscribe` are called on every change (from the run's thread)."""
+    ``snapshot()`` → dict(stage, message, done, total, unit, since, stop_requested,
+    updated): ``done`` of ``total`` ``unit`` (``"searches"``, ``"chips written"``, …)
+    counted since ``since`` (when this count started; for an ETA). Listeners added with
+    :meth:`subscribe` are called on every change (from the run's thread)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.stop_event = threading.Event()
         self._state: dict[str, Any] = {"stage": "idle", "message": "", "done": 0, "total": 0,
+                                       "unit": "", "since": time.time(),
                                        "updated": time.time()}
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def subscribe(self, fn: Callable[[dict[str, Any]], None]) -> None:
         with self._lock:
             self._listeners.append(fn)
+
+    def unsubscribe(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        with self._lock:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
 
     def _update(self, **kw: Any) -> None:
         with self._lock:
@@ -77,10 +85,15 @@ class RunControl:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
         log.info("stage %s%s", stage, f": {message}" if message else "")
-        self._update(stage=stage, message=message, done=0, total=0)
+        self._update(stage=stage, message=message, done=0, total=0, unit="",
+                     since=time.time())
 
-    def progress(self, done: int, total: int) -> None:
-        self._update(done=int(done), total=int(total))
+    def progress(self, done: int, total: int, unit: str = "") -> None:
+        """``done`` of ``total`` ``unit`` (a new unit or total starts a new count)."""
+        with self._lock:
+            new = unit != self._state["unit"] or int(total) != self._state["total"]
+        self._update(done=int(done), total=int(total), unit=unit,
+                     **({"since": time.time()} if new else {}))
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -133,6 +146,41 @@ class RunResult:
     def exit_code(self) -> int:
         """0, or :data:`EXIT_MISSED` when windows were missed (their AIS is lost)."""
         return EXIT_MISSED if self.n_windows_missed else 0
+
+    def outcome(self, index: pd.DataFrame) -> str:
+        """One line for people: the new chips that passed and, when there are none or
+        some were skipped, why — e.g. ``0 new chip(s) passed: 111 of 111 planned already
+        in the dataset; it holds 76 passed, 35 rejected (20 cloud, 15 land)``. ``index``:
+        the dataset's chip index after the run."""
+        c = self.chip
+        new = c.n_passed if c is not None else 0
+        why = []
+        if c is None:
+            if self.n_windows == 0:
+                why.append("no overpass in the horizon")
+            elif self.n_windows_queued or self.n_windows_later:
+                why.append(f"no window due: {self.n_windows_queued} waiting for the L2A lag, "
+                           f"{self.n_windows_later} later")
+            else:
+                why.append("every window was chipped by an earlier run")
+        else:
+            if c.n_skipped_existing:
+                why.append(f"{c.n_skipped_existing} of {c.n_planned} planned already in the "
+                           "dataset")
+            if c.n_chips > c.n_passed:
+                why.append(f"{c.n_chips - c.n_passed} of {c.n_chips} cut rejected by the gate")
+            if c.n_planned == 0:
+                why.append("no chip planned (no scene or no ship position in a scene)")
+        text = f"{new} new chip(s) passed"
+        if why and (new == 0 or (c is not None and c.n_skipped_existing)):
+            text += ": " + "; ".join(why)
+        if len(index) and new == 0:
+            ok = index["qa_pass"].astype(bool)
+            first = index.loc[~ok, "qa_reason"].astype(str).str.split(r"[ :;]", n=1).str[0]
+            reasons = ", ".join(f"{n} {r}" for r, n in first.value_counts().items())
+            text += f"; the dataset holds {int(ok.sum())} passed, {int((~ok).sum())} " \
+                    f"rejected" + (f" ({reasons})" if reasons else "")
+        return text
 
     def summary_table(self) -> str:
         rows: list[tuple[str, Any]] = [

@@ -48,7 +48,8 @@ def serve_embedded_stac(cfg: Config, control: RunControl | None = None
 
     if control is not None:
         control.set_stage("world", "building or reusing the embedded world (synthetic)")
-    world = build_world(DatasetLayout.of(cfg).world, cfg.demo)
+    world = build_world(DatasetLayout.of(cfg).world, cfg.demo,
+                        progress=control.progress if control is not None else None)
     with StacApiServer(world.collection_path, world.items_path) as server:
         log.info("embedded world: %d synthetic item(s) served at %s", len(world.item_ids),
                  server.url)

@@ -6,10 +6,12 @@ that leaves the stores consistent."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -253,6 +255,31 @@ def test_manager_runs_one_job_at_a_time_and_stops(tmp_path):
         mgr.close()
 
 
+def test_status_shows_counts_with_their_unit_and_an_eta():
+    from dashboards import status
+    from pipelines.run_types import RunControl
+
+    control = RunControl()
+    control.set_stage("chip", "3 window(s)")
+    control.progress(2, 9, "searches")
+    snap = control.snapshot()
+    since = snap["since"]
+    control.progress(3, 9, "searches")
+    assert control.snapshot()["since"] == since  # the same count goes on
+    control.progress(0, 111, "chips written")
+    assert control.snapshot()["since"] >= since  # a new count starts
+    st = {**control.snapshot(), "state": "running", "kind": "run", "elapsed_s": 12.0,
+          "error": None, "result": None}
+    st.update(done=37, since=1000.0)
+    assert status.eta_s(st, now=1010.0) == pytest.approx(10.0 / 37 * 74)
+    text = status.status_text({**st, "since": time.time() - 10})
+    assert "37 / 111 chips written" in text and re.search(r"ETA 2\d s", text)  # ≈ 20 s
+    assert status.eta_s({**st, "done": 0}) is None  # no rate before the first chip
+    assert status.eta_s({**st, "state": "done"}) is None
+    assert [status.format_duration(s) for s in (42, 185, 3720)] == \
+        ["42 s", "3 min 05 s", "1 h 02 min"]
+
+
 def test_all_sessions_share_one_manager(tmp_path):
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(f"stac: {{api_url: null}}\nstorage: {{root: {tmp_path / 'ds'}}}\n")
@@ -293,6 +320,28 @@ def test_views_of_a_dataset(chipped):
     plot = plots.footprints_plot(idx, ["30STE"])
     fig = hv.render(plot, backend="bokeh")
     assert fig.x_range.start < fig.x_range.end
+    # a map people can read offline: lon/lat axes, the scene under the footprints, and one
+    # marker (one tooltip) per pile of footprints
+    assert type(fig.xaxis[0].formatter).__name__ == "MercatorTickFormatter"
+    assert fig.xaxis[0].axis_label == "longitude"
+    clusters = plots.chip_clusters(idx)
+    assert clusters["n"].sum() == len(idx) and len(clusters) < len(idx)
+    assert clusters["text"].str.contains("chip\\(s\\): ").all()
+    from dashboards.scene_image import newest_scene, scene_underlay
+
+    scene = scene_underlay(root, idx, px=256)
+    assert scene is not None and scene["scene_id"] == newest_scene(idx)["scene_id"]
+    rgba = scene["rgb"]
+    assert rgba.shape[2] == 4 and rgba.dtype == np.uint8 and (rgba[..., 3] == 255).mean() > 0.5
+    x0, y0, x1, y1 = scene["bounds"]
+    cx = idx.geometry.to_crs(3857).centroid
+    on = idx["scene_id"] == scene["scene_id"]
+    assert ((cx.x[on] > x0) & (cx.x[on] < x1) & (cx.y[on] > y0) & (cx.y[on] < y1)).all()
+    with_scene = hv.render(plots.footprints_plot(idx, ["30STE"], scene=scene))
+    kinds = [type(r.glyph).__name__ for r in with_scene.renderers]
+    assert kinds[0] == "ImageRGBA" and "Scatter" in kinds
+    hovers = [t for t in with_scene.tools if type(t).__name__ == "HoverTool"]
+    assert len(hovers) == 1  # only the markers: stacked footprints give one tooltip
     with_tiles = hv.render(plots.footprints_plot(idx, ["30STE"],
                                                  basemap="OpenStreetMap.Mapnik"))
     assert any(type(r).__name__ == "TileRenderer" for r in with_tiles.renderers)
@@ -554,8 +603,8 @@ def test_stop_mid_run_leaves_the_stores_consistent(tmp_path):
 
         def stop_while_writing(snap):
             seen.append((snap["stage"], snap["done"], snap["total"]))
-            if snap["stage"] == "chip" and 0 < snap["done"] < snap["total"] \
-                    and not control.stopped:
+            if snap["stage"] == "chip" and snap["unit"] == "chips written" \
+                    and 0 < snap["done"] < snap["total"] and not control.stopped:
                 control.request_stop()
 
         control.subscribe(stop_while_writing)

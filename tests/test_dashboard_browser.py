@@ -9,10 +9,15 @@ go to ``$S2XR_TEST_ARTIFACTS`` (default: the test's tmp dir)."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
 import shutil
+import zipfile
 from pathlib import Path
 
+import geopandas as gpd
 import pandas as pd
 import pytest
 import yaml
@@ -97,6 +102,10 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
         page.wait_state("running", "done", timeout_s=15)
         page.wait_for(lambda: page.stage() in ("collect", "lag", "chip", "done"),
                       timeout_s=60, what="a run stage")
+        # counts with their unit while it runs (AIS replayed, searches, chips written)
+        page.wait_for(lambda: re.search(r"\d+ / \d+ (AIS messages|searches|chips written)",
+                                        page.text(".s2xr-status")),
+                      timeout_s=120, what="a count while the run progresses")
         page.shot(artifacts / "02_running.png")
         assert page.wait_state("done", "failed", timeout_s=600) == "done", \
             page.text(".s2xr-status")
@@ -125,6 +134,38 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
         page.tab("Chip index")
         page.wait_for(lambda: page.page.locator(".s2xr-table .tabulator-row").count() > 0,
                       timeout_s=60, what="index rows")
+        # -- one selection: a row clicked in the index is the chip the gallery highlights
+        row = page.page.locator(".s2xr-table .tabulator-row").nth(1)
+        clicked = row.locator("[tabulator-field=chip_id]").inner_text().strip()
+        row.click()
+        page.tab("Gallery")
+        page.wait_for(lambda: page.page.locator("figure.qg-sel").count() == 1 and
+                      page.page.locator("figure.qg-sel").get_attribute("data-chip-id")
+                      == clicked, timeout_s=30, what="the clicked row's quicklook highlighted")
+        page.wait_for(lambda: clicked in page.text(".s2xr-detail"), timeout_s=60,
+                      what="the clicked row's detail")
+        page.tab("Chip index")
+        # -- downloads: files a user opens with geopandas, pandas, json and zipfile
+        dl = tmp_path / "downloads"
+        got = gpd.read_parquet(page.download("Index (GeoParquet)", dl))
+        assert set(got.chip_id) == set(read_index(root).chip_id)
+        assert list(pd.read_csv(page.download("Index (CSV)", dl)).chip_id) == list(got.chip_id)
+        with zipfile.ZipFile(page.download("Labels (COCO zip)", dl)) as z:
+            coco = [json.loads(z.read(n)) for n in z.namelist() if n.endswith(".json")]
+        assert sum(len(c["images"]) for c in coco) == len(ui_chips)
+        with zipfile.ZipFile(page.download("Labels (YOLO-OBB zip)", dl)) as z:
+            assert sum(n.endswith(".jpg") for n in z.namelist()) == len(ui_chips)
+        with zipfile.ZipFile(page.download("STAC catalog (zip)", dl)) as z:
+            assert "stac/catalog.json" in z.namelist()
+        page.click("passed", exact=True)  # the QA filter: the zip holds what the table shows
+        page.wait_for(lambda: page.page.locator(".s2xr-table .tabulator-row").count()
+                      == min(len(ui_chips), 15), timeout_s=30, what="passed rows only")
+        with zipfile.ZipFile(page.download("Chips shown (zip)", dl)) as z:
+            shown = gpd.read_parquet(io.BytesIO(z.read("index.parquet")))
+            tifs = {n.rsplit("/", 1)[1][:-4] for n in z.namelist() if n.endswith(".tif")}
+        assert set(shown.chip_id) == ui_chips == tifs
+        page.click("all", exact=True)
+        page.shot(artifacts / "04b_index_downloads.png")
         page.tab("Schedule")
         page.shot(artifacts / "05_schedule.png")
         page.tab("Gallery")
@@ -263,3 +304,42 @@ def test_oversize_upload_is_refused_in_the_browser(tmp_path, artifacts):
         assert page.state() == "idle"
         assert not page.errors(), page.errors()
         assert "WebSocket connection closed" not in server.log_tail(200)
+
+
+def test_a_run_started_outside_the_dashboard_appears_in_it(small_world, tmp_path, artifacts):
+    """`s2xr run` from a shell (as cron or systemd start it) on the dashboard's dataset: the
+    open page shows it running — its stage, counts and log tail, at a laptop's 1280×720 —
+    and then its chips."""
+    import subprocess
+    import sys
+
+    from s2xr.procs import spawn_child, stop_child
+
+    cfg_path, root = write_config(tmp_path, "ext", small_world.root)
+    with DashboardServer(cfg_path, log_path=artifacts / "ext-server.log") as server, \
+            chromium() as browser:
+        page = DashboardPage(browser.new_page(viewport={"width": 1280, "height": 720}))
+        page.open(server.url)
+        assert page.state() == "idle"
+        start = page.button("▶ Start").bounding_box()  # no scrolling needed on a laptop
+        assert start is not None and start["y"] + start["height"] <= 720, start
+        with (artifacts / "ext-cli-run.log").open("wb") as out:
+            proc = spawn_child([sys.executable, "-m", "pipelines.cli", "run", "--config",
+                                str(cfg_path)], stdout=out, stderr=subprocess.STDOUT)
+            try:
+                page.wait_for(lambda: "started outside the dashboard" in
+                              page.text(".s2xr-status"), timeout_s=120, what="the CLI run")
+                assert page.state() == "running"
+                assert f"(pid {proc.pid})" in page.text(".s2xr-status")
+                assert page.button("■ Stop").is_disabled()  # not the dashboard's to stop
+                page.wait_for(lambda: "stage " in page.text(".s2xr-logtail"), timeout_s=60,
+                              what="the CLI run's log tail")
+                page.shot(artifacts / "08_cli_run_in_the_dashboard.png")
+                assert proc.wait(timeout=600) == 0
+            finally:
+                stop_child(proc)
+        passed = consistent(root)
+        page.wait_for(lambda: page.state() == "idle", timeout_s=30, what="the run's end")
+        page.wait_for(lambda: page.page.locator("figure.qg-item").count() == len(passed),
+                      timeout_s=60, what="the CLI run's chips in the gallery")
+        assert not page.errors(), page.errors()

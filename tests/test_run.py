@@ -105,6 +105,11 @@ def test_run_again_adds_nothing(demo_run):
     assert "windows chipped" in second.output
     line = next(ln for ln in second.output.splitlines() if "windows chipped" in ln)
     assert line.split()[-1] == "0"
+    # and says why nothing is new, with what the dataset holds
+    idx = read_index(root)
+    n_pass = int(idx.qa_pass.sum())
+    assert (f"0 new chip(s) passed: every window was chipped by an earlier run; the dataset "
+            f"holds {n_pass} passed, {len(idx) - n_pass} rejected (") in second.output
     assert_stores_agree(root)
 
 
@@ -285,3 +290,26 @@ def test_windows_captured_by_a_stopped_run_are_chipped_later(world, tmp_path):
     assert res.chip is not None and res.chip.n_chips > 0
     states = WindowStore(DatasetLayout.of(cfg).ops_db).windows().set_index("window_id")["state"]
     assert (states.loc[captured.window_id] == "chipped").all()
+
+
+def test_a_run_that_adds_nothing_says_why():
+    from pipelines.chip_job import ChipJobResult
+    from pipelines.run_job import RunResult
+
+    chip = ChipJobResult(root=Path("."), n_points=10, n_items=2, n_searches=2, n_planned=5,
+                         n_skipped_existing=5, n_chips=0, n_passed=0,
+                         rejects=pd.DataFrame())
+    index = pd.DataFrame({"qa_pass": [True, True, False, False, False],
+                          "qa_reason": ["", "", "cloud 0.30>0.05", "cloud 0.20>0.05; land "
+                                        "0.50>0.2", "land 0.40>0.2"]})
+    res = RunResult(root=Path("."), n_windows=3, chip=chip)
+    assert res.outcome(index) == ("0 new chip(s) passed: 5 of 5 planned already in the "
+                                  "dataset; the dataset holds 2 passed, 3 rejected (2 cloud, "
+                                  "1 land)")
+    res.chip = ChipJobResult(root=Path("."), n_points=10, n_items=2, n_searches=2,
+                             n_planned=6, n_skipped_existing=5, n_chips=1, n_passed=1,
+                             rejects=pd.DataFrame())
+    assert res.outcome(index) == ("1 new chip(s) passed: 5 of 6 planned already in the "
+                                  "dataset")
+    assert RunResult(root=Path("."), n_windows=4, n_windows_queued=4).outcome(
+        index.iloc[:0]) == "0 new chip(s) passed: no window due: 4 waiting for the L2A lag, 0 later"

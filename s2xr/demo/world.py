@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,10 @@ def _clouds(rng: np.random.Generator, gbox: GeoBox, over: list[tuple[float, floa
     return CloudField(np.array(cx), np.array(cy), np.array(radius), np.array(weight))
 
 
-def build_world(root: str | Path, cfg: DemoConfig | None = None, *, force: bool = False) -> World:
-    """Render (or reuse) the embedded world under ``root``; computes eagerly, writes files."""
+def build_world(root: str | Path, cfg: DemoConfig | None = None, *, force: bool = False,
+                progress: Callable[[int, int, str], None] | None = None) -> World:
+    """Render (or reuse) the embedded world under ``root``; computes eagerly, writes files.
+    ``progress(done, total, "scenes rendered")`` is called after each scene."""
     cfg = cfg or DemoConfig()
     root = Path(root)
     fp = _fingerprint(cfg)
@@ -212,6 +215,8 @@ def build_world(root: str | Path, cfg: DemoConfig | None = None, *, force: bool 
             "under_cloud": [i in cloudy for i in range(len(fleet))],
             "epsg": epsg}) for iid in scene_items)
         fixes.append(make_fixes(rng, fleet, draws, sensing, epsg))
+        if progress:
+            progress(k + 1, cfg.n_scenes, "scenes rendered")
     (root / "stac").mkdir(parents=True, exist_ok=True)
     _atomic_json(root / "stac" / "items.json", {"type": "FeatureCollection", "features": items})
     _atomic_json(root / "stac" / "collection.json", make_collection(COLLECTION, items))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -299,7 +299,8 @@ def search_groups(points: pd.DataFrame, window_hours: float,
 def search_scenes(points: pd.DataFrame, cfg: StacConfig, source: ItemSource | None = None, *,
                   start: pd.Timestamp | None = None,
                   end: pd.Timestamp | None = None,
-                  errors: Literal["raise", "collect"] = "raise") -> SceneSearch:
+                  errors: Literal["raise", "collect"] = "raise",
+                  progress: Callable[[int, int], None] | None = None) -> SceneSearch:
     """Find L2A items for ``points`` (DataFrame with lon, lat and time or a start/end period).
 
     One search per (tile, UTC day) group; items normalised (``proj:epsg``), filtered by
@@ -307,6 +308,7 @@ def search_scenes(points: pd.DataFrame, cfg: StacConfig, source: ItemSource | No
     A group whose search fails after its retries raises ``StacError`` (``errors="raise"``)
     or is listed in ``SceneSearch.failed`` while the other groups' items are kept
     (``errors="collect"``; ``StacError`` only if opening the source itself fails).
+    ``progress(done, total)`` is called after each search (``total``: the groups).
     """
     source = source or source_from_config(cfg)
     groups = search_groups(points, cfg.window_hours, start, end)
@@ -325,8 +327,12 @@ def search_scenes(points: pd.DataFrame, cfg: StacConfig, source: ItemSource | No
                       g.n_points, exc)
             failed.append({**g._asdict(), "error": str(exc)})
             counts.append(0)
+            if progress:
+                progress(len(counts), len(groups))
             continue
         counts.append(len(items))
+        if progress:
+            progress(len(counts), len(groups))
         for it in items:
             found.setdefault(it["id"], it)
         log.info("search %s %s: %d point(s) → %d item(s)", g.tile_id,
