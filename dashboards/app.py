@@ -241,7 +241,9 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         self._apply_map()
         sched = data["schedule"]
         self.schedule_pane.object = plots.schedule_plot(sched)
+        # an empty plot has no ranges to set (BokehJS warns): the empty state instead
         self.schedule_empty.visible = sched.empty
+        self.schedule_pane.visible = not sched.empty
         if len(sched):
             table = sched[[c for c in ("tile_id", "satellite", "start_time_utc",
                                        "end_time_utc", "source", "state") if c in sched]]

@@ -239,3 +239,18 @@ class DashboardPage:
     def errors(self) -> list[str]:
         """Console errors and page errors."""
         return [m for m in self.console if m.startswith(("error", "pageerror"))]
+
+    def bokeh_models(self, name: str) -> int:
+        """How many BokehJS models of class ``name`` (e.g. ``ImageRGBA``) the page holds."""
+        return int(self.page.evaluate("""(name) => {
+          let n = 0;
+          for (const doc of (window.Bokeh?.documents ?? [])) {
+            for (const m of doc.all_models) { if (m.constructor.__name__ === name) n++; }
+          }
+          return n;
+        }""", name))
+
+    def bokeh_warnings(self) -> list[str]:
+        """BokehJS's console warnings (e.g. a plot with no data: "could not set initial
+        ranges")."""
+        return [m for m in self.console if m.startswith("warning") and "bokeh" in m.lower()]

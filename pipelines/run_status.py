@@ -27,13 +27,12 @@ from s2xr.store.layout import DatasetLayout, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-STATUS_NAME = ".s2xr-run.json"
 LOGGERS = ("s2xr", "pipelines")
 LOG_LINES = 60
 
 
 def status_path(layout: DatasetLayout) -> Path:
-    return layout.root / STATUS_NAME
+    return layout.run_status
 
 
 class RunStatusFile(logging.Handler):

@@ -130,6 +130,11 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
         page.shot(artifacts / "03_gallery_detail.png")
         page.tab("Map")
         page.page.locator(".s2xr-map canvas").first.wait_for(timeout=60_000)
+        # lon/lat axes, the scene under the footprints, one marker layer with the tooltips
+        page.wait_for(lambda: page.bokeh_models("ImageRGBA") >= 1, timeout_s=60,
+                      what="the scene image under the footprints")
+        assert page.bokeh_models("MercatorTickFormatter") >= 2
+        assert page.bokeh_models("HoverTool") >= 1
         page.shot(artifacts / "04_map.png")
         page.tab("Chip index")
         page.wait_for(lambda: page.page.locator(".s2xr-table .tabulator-row").count() > 0,
@@ -235,6 +240,8 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
         assert consistent(root) == after
         errors = page.errors() + other.errors()
         assert not errors, errors
+        warned = page.bokeh_warnings() + other.bokeh_warnings()
+        assert not warned, warned
         assert not page.external + other.external  # nothing fetched from outside 127.0.0.1
     shutil.copy(cfg_path, artifacts / "config.yaml")
 
@@ -253,6 +260,15 @@ def test_fresh_machine_offers_to_build_the_world(tmp_path, artifacts):
         page.open(server.url)
         assert "not built yet" in page.text(".s2xr-dataset")
         page.shot(artifacts / "00_fresh_machine.png")
+        # empty states say what will appear and how to get it
+        page.tab("Map")
+        page.wait_for(lambda: "No chips yet" in page.text(".s2xr-tabs"), timeout_s=30,
+                      what="the map's empty state")
+        page.tab("Schedule")
+        page.wait_for(lambda: "No overpass schedule yet" in page.text(".s2xr-tabs"),
+                      timeout_s=30, what="the schedule's empty state")
+        page.tab("Gallery")
+        assert "No chips yet: start a run." in page.text(".s2xr-gallery")
         page.click("Build the embedded world")
         assert page.wait_state("done", "failed", timeout_s=600) == "done"
         page.wait_for(lambda: "synthetic" in page.text(".s2xr-dataset"), timeout_s=30,
@@ -261,6 +277,7 @@ def test_fresh_machine_offers_to_build_the_world(tmp_path, artifacts):
         page.tab("Map")
         page.page.locator(".s2xr-map canvas").first.wait_for(timeout=60_000)
         assert not page.errors(), page.errors()
+        assert not page.bokeh_warnings(), page.bokeh_warnings()
 
 
 def test_oversize_upload_is_refused_in_the_browser(tmp_path, artifacts):

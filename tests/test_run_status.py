@@ -51,8 +51,8 @@ def test_a_running_status_of_a_dead_process_is_not_live(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     dead = int(proc.stdout)
-    pub = RunStatusFile(tmp_path / ".s2xr-run.json", "r3")
+    pub = RunStatusFile(layout.run_status, "r3")
     pub.write("running")
-    doc = json.loads((tmp_path / ".s2xr-run.json").read_text())
-    (tmp_path / ".s2xr-run.json").write_text(json.dumps({**doc, "pid": dead}))
+    doc = json.loads(layout.run_status.read_text())
+    layout.run_status.write_text(json.dumps({**doc, "pid": dead}))
     assert not read_run_status(layout)["live"]  # killed runs do not stay "running"

@@ -14,6 +14,9 @@ Under the dataset root (``storage.root``)::
     ops.sqlite                        ops DB: runs, chip jobs, capture windows
                                       (``ops.db_path`` may put it elsewhere)
     .s2xr.lock                        the dataset's write lock
+    .s2xr-run.json                    the status of the last ``s2xr run`` (stage, counts, log
+                                      tail: what the dashboard shows of runs it did not start)
+    .s2xr-sync.json                   an object store dataset's workspace: what was synced
     plan/overpass_schedule.csv        the overpass schedule (+ plan/schedules/ copies)
     ais/YYYYMMDD/aisstream_raw.jsonl, ais_overpass_{tile}.parquet, ais_outside_tiles.parquet,
         ais_static.parquet, ais_random_sample.parquet       the AIS capture by UTC day
@@ -178,6 +181,8 @@ class DatasetLayout:
     CHIPS = "chips"
     OPS_DB = "ops.sqlite"
     LOCK = ".s2xr.lock"
+    RUN_STATUS = ".s2xr-run.json"
+    SYNC_STATE = ".s2xr-sync.json"
     PLAN = "plan"
     SCHEDULE = "overpass_schedule.csv"
     AIS = "ais"
@@ -287,6 +292,16 @@ class DatasetLayout:
     def lock(self) -> Path:
         """The dataset's write lock file."""
         return self.root / self.LOCK
+
+    @property
+    def run_status(self) -> Path:
+        """The last run's published status (``pipelines.run_status``)."""
+        return self.root / self.RUN_STATUS
+
+    @property
+    def sync_state(self) -> Path:
+        """An object store dataset's sync record, in its workspace (``s2xr.store.sync``)."""
+        return self.root / self.SYNC_STATE
 
     @property
     def plan(self) -> Path:

@@ -29,8 +29,6 @@ from s2xr.store.objects import filesystem
 
 log = logging.getLogger(__name__)
 
-STATE = ".s2xr-sync.json"
-"""Workspace file: per synced file, its local (size, mtime) and store version at last sync."""
 _NOT_SYNCED = (DatasetLayout.CHIPS, DatasetLayout.CUBE, DatasetLayout.WORLD,
                DatasetLayout.PRUNED)
 
@@ -46,14 +44,15 @@ def synced_name(rel: str) -> bool:
 
 
 def _load_state(root: Path) -> dict[str, dict[str, Any]]:
+    """Per synced file: its local (size, mtime) and store version at the last sync."""
     try:
-        return dict(json.loads((root / STATE).read_text()))
+        return dict(json.loads(DatasetLayout(root).sync_state.read_text()))
     except (FileNotFoundError, ValueError):
         return {}
 
 
 def _save_state(root: Path, state: dict[str, dict[str, Any]]) -> None:
-    atomic_write_text(root / STATE, json.dumps(state, sort_keys=True))
+    atomic_write_text(DatasetLayout(root).sync_state, json.dumps(state, sort_keys=True))
 
 
 def _version(info: dict[str, Any]) -> str:
