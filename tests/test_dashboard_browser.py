@@ -359,4 +359,13 @@ def test_a_run_started_outside_the_dashboard_appears_in_it(small_world, tmp_path
         page.wait_for(lambda: page.state() == "idle", timeout_s=30, what="the run's end")
         page.wait_for(lambda: page.page.locator("figure.qg-item").count() == len(passed),
                       timeout_s=60, what="the CLI run's chips in the gallery")
+        # the index fits or scrolls sideways: its last columns can be brought into view
+        page.tab("Chip index")
+        header = page.page.locator(".s2xr-table .tabulator-col[tabulator-field=qa_reason]")
+        header.first.scroll_into_view_if_needed()
+        box, table = header.first.bounding_box(), page.page.locator(
+            ".s2xr-table .tabulator").first.bounding_box()
+        assert box and table and box["x"] >= table["x"] - 1 and \
+            box["x"] + box["width"] <= table["x"] + table["width"] + 1, (box, table)
         assert not page.errors(), page.errors()
+        assert not page.bokeh_warnings(), page.bokeh_warnings()
