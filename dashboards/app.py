@@ -290,8 +290,11 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
                 f"({', '.join(days)}), {cfg.demo.n_ships} ships; each run serves it with a "
                 "STAC API and an AIS replay server on 127.0.0.1.")
         elif self.embedded:
-            lines.append("**Embedded offline world**: not built yet. Build it now (seconds), "
-                         "or start a run, which builds it first.")
+            lines.append(f"**Embedded offline world**: not built yet. Build it now "
+                         f"({cfg.demo.n_scenes} scenes of {cfg.demo.window_px}² px: about "
+                         f"{15 * cfg.demo.n_scenes * (cfg.demo.window_px / 2048) ** 2:.0f} s "
+                         "on 2 cores, counted in the status), or start a run, which builds "
+                         "it first.")
         else:
             stac = html.escape(str(cfg.stac.api_url or cfg.stac.catalog))
             lines.append(f"**Real services**: STAC `{stac}`, AIS `{html.escape(cfg.ais.url)}`")

@@ -218,7 +218,9 @@ class DashboardHandlers:
 
     def _on_table_click(self, event: Any) -> None:
         try:
-            self.selected_chip = str(self.table.current_view.iloc[event.row]["chip_id"])
+            # event.row: the row's position in the table's whole frame (not in its filtered
+            # view: with a filter on, current_view.iloc named another chip, or none)
+            self.selected_chip = str(self.table.value.iloc[event.row]["chip_id"])
         except (IndexError, AttributeError, KeyError):
             return
 

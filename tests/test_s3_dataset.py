@@ -2,7 +2,8 @@
 stopped here): `s2xr chip` and `s2xr run` on the embedded world write into a bucket — chip
 files and cube regions by the tasks that cut them, the index and the client's other files
 pushed from the workspace, the index last — and the dataset reads back with
-``open_chips("s3://…")``, geopandas and pystac, equal to the same job on a local disk."""
+``open_chips("s3://…")``, geopandas and pystac; cluster workers writing into S3 give the
+dataset a local threads run gives."""
 
 from __future__ import annotations
 
@@ -57,33 +58,27 @@ def _pixels(ds) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_chip_into_s3_equals_a_local_run_and_reads_back(s3, world, stac_server, tmp_path):
+def test_chip_into_s3_reads_back_and_reruns_from_an_empty_workspace(s3, world, stac_server,
+                                                                     tmp_path):
+    """`s2xr chip` into the bucket: index (geopandas), cube (open_chips) and chip objects
+    agree; a re-run from an empty workspace (another machine) adds nothing. (That an S3
+    dataset equals a local one, pixel for pixel, is the cluster test below.)"""
     url = f"s3://{BUCKET}/chip"
     cfg = _config(tmp_path, "s3", url, stac_server.url, workspace=str(tmp_path / "ws"))
     res = CliRunner().invoke(main, ["chip", "--config", str(cfg), "--ais",
                                     str(world.ais_path)])
     assert res.exit_code == 0, res.output
-    local = tmp_path / "local"
-    ref = CliRunner().invoke(main, ["chip", "--config", str(cfg), "--ais",
-                                    str(world.ais_path), "--out", str(local)])
-    assert ref.exit_code == 0, ref.output
-    # the index, read from the store with geopandas, equals the local run's
-    idx = gpd.read_parquet(f"{url}/indexes/tiles.parquet")
-    want = read_index(local)
-    pd.testing.assert_frame_equal(idx.sort_values("chip_id").reset_index(drop=True),
-                                  want.sort_values("chip_id").reset_index(drop=True))
+    idx = gpd.read_parquet(f"{url}/indexes/tiles.parquet")  # geopandas reads the store
+    pd.testing.assert_frame_equal(idx, read_index(tmp_path / "ws"))  # = what was committed
     passed = set(idx.loc[idx["qa_pass"], "chip_id"])
     assert len(passed) >= 20
-    # cube pixels and per-chip files: those of the local run, all in the bucket
-    got, ref_px = _pixels(open_chips(url)), _pixels(open_chips(local))
-    assert got.keys() == ref_px.keys() == passed
-    for cid, px in ref_px.items():
-        np.testing.assert_array_equal(got[cid], px, err_msg=cid)
     files = _store_files(s3, "chip")
-    local_files = {p.relative_to(local).as_posix() for p in (local / "chips").rglob("*")
-                   if p.is_file()}
-    assert {f for f in files if f.startswith("chips/")} == local_files
+    cube = open_chips(url)
+    assert set(cube["chip_id"].values.astype(object)) == passed
+    assert {f.rsplit("/", 1)[1][:-4] for f in files if f.endswith(".tif")} == passed
     assert set(idx.loc[idx["qa_pass"], "path"]) <= files  # every index path is an object
+    px = cube["reflectance"].isel(chip=0).values
+    assert px.shape == (6, 256, 256) and np.isfinite(px).mean() > 0.5
     day = f"{pd.Timestamp(idx['scene_datetime'].iloc[0]):%Y%m%d}"
     with s3.filesystem().open(f"{BUCKET}/chip/indexes/tiles_{day}.geojson") as f:
         assert len(gpd.read_file(f)) == (idx["scene_datetime"].dt.strftime("%Y%m%d")
@@ -97,7 +92,7 @@ def test_chip_into_s3_equals_a_local_run_and_reads_back(s3, world, stac_server, 
     again = CliRunner().invoke(main, ["chip", "--config", str(cfg), "--ais",
                                       str(world.ais_path)])
     assert again.exit_code == 0, again.output
-    assert "already in the dataset" in again.output or "0 new" in again.output, again.output
+    assert "no chip was cut" in again.output, again.output  # all already in the store
     idx2 = gpd.read_parquet(f"{url}/indexes/tiles.parquet")
     assert len(idx2) == len(idx) and set(idx2["chip_id"]) == set(idx["chip_id"])
     assert _store_files(s3, "chip") >= files
