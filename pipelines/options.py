@@ -57,8 +57,11 @@ def chip_progress() -> Iterator[Callable[[int, int, str], None]]:
     unit: searches, then chips written)."""
     bar = tqdm(total=0, unit="", desc="chips", disable=None)
 
+    shown = [""]
+
     def progress(done: int, total: int, unit: str = "chips") -> None:
-        if bar.desc != unit:
+        if shown[0] != unit:  # (a disabled bar has no description to compare)
+            shown[0] = unit
             bar.set_description(unit)
         bar.total = total
         bar.n = done

@@ -154,3 +154,47 @@ def test_commands_that_need_a_local_dataset_refuse_a_url_root(args, tmp_path, mo
     assert res.exit_code == 2, res.output
     assert "s3://bucket/ds is an object store" in res.output and "chip, " in res.output
     assert not (tmp_path / "ws").exists()  # refused before anything was written
+
+
+def test_a_store_run_that_dies_mid_way_is_reconciled_in_the_store(mem, tmp_path, monkeypatch):
+    """An object store dataset (memory://) whose writer dies at its third batch: the store
+    keeps the objects and cube rows of two batches that no index names; a reader sees
+    nothing; reconcile (what the next job and `s2xr vacuum` do first) deletes those objects
+    and turns the rows into holes; the re-run then gives the chip set of a clean run."""
+    import dask
+    from test_worker_writes import MANY, _write
+
+    from s2xr.config import StorageConfig
+    from s2xr.ops.maintenance import vacuum_dataset
+    from s2xr.store import batch, open_chips, read_index
+
+    url, _fs, _prefix = mem
+    ws = tmp_path / "ws"
+    storage = StorageConfig(root=url, workspace=ws)
+    real, calls = batch._write_files, {"n": 0}
+
+    def dies_on_the_third_batch(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("store gone")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(batch, "_write_files", dies_on_the_third_batch)
+    with dask.config.set(scheduler="synchronous"), pytest.raises(OSError, match="store gone"):
+        _write(storage)
+    monkeypatch.undo()
+    chips = join(url, "chips")
+    assert any(f.endswith(".tif") for f in list_files(chips))  # objects of two batches
+    assert open_chips(url).sizes["chip"] == 0  # nothing committed: a reader sees none
+    rep = vacuum_dataset(ws, ws / "ops.sqlite", data_root=url)
+    assert rep.orphan_files_removed > 0 and rep.cube_rows_dropped > 0
+    assert list_files(chips) == []
+    with dask.config.set(scheduler="threads"):
+        _plan, summary = _write(storage)
+    clean = tmp_path / "clean"
+    with dask.config.set(scheduler="threads"):
+        _write(clean)
+    assert set(open_chips(url)["chip_id"].values.astype(object)) == set(
+        open_chips(clean)["chip_id"].values.astype(object)) == set(
+        read_index(clean).query("qa_pass")["chip_id"])
+    assert len(MANY) == summary.n_chips

@@ -23,11 +23,11 @@ MANY = {224000100 + k: (10 + 9 * (k % 11), 10 + 85 * (k // 11), ("train", "val",
         for k in range(22)}  # 22 ships in two columns; the east one's south end is under cloud
 
 
-def _write(root: Path, ships=MANY, **kw):
+def _write(root: Path | StorageConfig, ships=MANY, **kw):
     plan = make_plan(ships)
     gated = gate_chips(cut_chips(STACK, plan, SPEC), GATE)
-    return plan, write_chips(gated, plan, StorageConfig(root=root), GATE, item_meta=ITEM_META,
-                             block_size=4, **kw)
+    cfg = root if isinstance(root, StorageConfig) else StorageConfig(root=root)
+    return plan, write_chips(gated, plan, cfg, GATE, item_meta=ITEM_META, block_size=4, **kw)
 
 
 def _dataset(root: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray], set[str]]:

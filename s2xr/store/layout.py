@@ -14,9 +14,8 @@ Under the dataset root (``storage.root``)::
     ops.sqlite                        ops DB: runs, chip jobs, capture windows
                                       (``ops.db_path`` may put it elsewhere)
     .s2xr.lock                        the dataset's write lock
-    .s2xr-run.json                    the status of the last ``s2xr run`` (stage, counts, log
-                                      tail: what the dashboard shows of runs it did not start)
-    .s2xr-sync.json                   an object store dataset's workspace: what was synced
+    .s2xr-run.json, .s2xr-sync.json   the last run's status (stage, counts, log tail); the
+                                      sync record of an object store dataset's workspace
     plan/overpass_schedule.csv        the overpass schedule (+ plan/schedules/ copies)
     ais/YYYYMMDD/aisstream_raw.jsonl, ais_overpass_{tile}.parquet, ais_outside_tiles.parquet,
         ais_static.parquet, ais_random_sample.parquet       the AIS capture by UTC day
@@ -294,13 +293,11 @@ class DatasetLayout:
         return self.root / self.LOCK
 
     @property
-    def run_status(self) -> Path:
-        """The last run's published status (``pipelines.run_status``)."""
+    def run_status(self) -> Path:  # the last run's status (pipelines.run_status)
         return self.root / self.RUN_STATUS
 
     @property
-    def sync_state(self) -> Path:
-        """An object store dataset's sync record, in its workspace (``s2xr.store.sync``)."""
+    def sync_state(self) -> Path:  # a workspace's sync record (s2xr.store.sync)
         return self.root / self.SYNC_STATE
 
     @property
