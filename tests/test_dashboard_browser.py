@@ -369,10 +369,15 @@ def test_a_run_started_outside_the_dashboard_appears_in_it(small_world, tmp_path
         # the index fits or scrolls sideways: its last columns can be brought into view
         page.tab("Chip index")
         header = page.page.locator(".s2xr-table .tabulator-col[tabulator-field=qa_reason]")
-        header.first.scroll_into_view_if_needed()
-        box, table = header.first.bounding_box(), page.page.locator(
-            ".s2xr-table .tabulator").first.bounding_box()
-        assert box and table and box["x"] >= table["x"] - 1 and \
-            box["x"] + box["width"] <= table["x"] + table["width"] + 1, (box, table)
+
+        def qa_reason_in_view() -> bool:
+            # (the table lays itself out again once its tab is shown: scroll until it holds)
+            header.first.scroll_into_view_if_needed()
+            box, table = header.first.bounding_box(), page.page.locator(
+                ".s2xr-table .tabulator").first.bounding_box()
+            return bool(box and table and box["x"] >= table["x"] - 1 and
+                        box["x"] + box["width"] <= table["x"] + table["width"] + 1)
+
+        page.wait_for(qa_reason_in_view, timeout_s=30, what="qa_reason scrolled into view")
         assert not page.errors(), page.errors()
         assert len(page.bokeh_warnings()) <= 3, page.bokeh_warnings()  # see the first test
