@@ -105,14 +105,21 @@ def test_run_into_s3_publishes_stac_and_a_qa_report_there(s3, world, tmp_path):
     ws.mkdir()
     os.symlink(world.root, ws / "world")  # reuse the rendered world (same DemoConfig)
     cfg = _config(tmp_path, "run", url, workspace=str(ws))
-    for args in (["run"], ["publish-stac"], ["qa-report"], ["publish"]):
+    for args in (["run"], ["publish-stac"], ["qa-report"], ["publish"], ["dataset-card"],
+                 ["export-labels", "--format", "coco"],
+                 ["predict-overpasses", "--mode", "tle", "--tiles", "30STF", "--start",
+                  "2026-09-25", "--days", "10"]):
         res = CliRunner().invoke(main, [*args, "--config", str(cfg)])
         assert res.exit_code == 0, (args, res.output)
     files = _store_files(s3, "run")
     passed = set(open_chips(url)["chip_id"].values.astype(object))
     assert len(passed) >= 20
     assert {"plan/overpass_schedule.csv", "indexes/ais_observations.parquet",
-            "reports/qa_report.html", "manifest.json", "stac/catalog.json"} <= files
+            "reports/qa_report.html", "manifest.json", "stac/catalog.json", "dataset.yaml",
+            "DATASET.md"} <= files
+    assert any(f.startswith("exports/coco/") and f.endswith(".json") for f in files)
+    sched = pd.read_csv(s3.filesystem().open(f"{BUCKET}/run/plan/overpass_schedule.csv"))
+    assert set(sched["tile_id"]) == {"30STF"}  # predict-overpasses pushed its schedule
     assert not any(f.startswith("world/") for f in files)  # the embedded world stays local
     # pystac reads the catalog from the store; every item's COG is an object there
     cat = pystac.Catalog.from_file(f"{url}/stac/catalog.json", stac_io=FsspecStacIO())
