@@ -162,27 +162,16 @@ def test_a_store_run_that_dies_mid_way_is_reconciled_in_the_store(mem, tmp_path,
     nothing; reconcile (what the next job and `s2xr vacuum` do first) deletes those objects
     and turns the rows into holes; the re-run then gives the chip set of a clean run."""
     import dask
-    from test_worker_writes import MANY, _write
+    from test_worker_writes import MANY, _write, write_dying_at_third_batch
 
     from s2xr.config import StorageConfig
     from s2xr.ops.maintenance import vacuum_dataset
-    from s2xr.store import batch, open_chips, read_index
+    from s2xr.store import open_chips, read_index
 
     url, _fs, _prefix = mem
     ws = tmp_path / "ws"
     storage = StorageConfig(root=url, workspace=ws)
-    real, calls = batch._write_files, {"n": 0}
-
-    def dies_on_the_third_batch(*args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError("store gone")
-        return real(*args, **kw)
-
-    monkeypatch.setattr(batch, "_write_files", dies_on_the_third_batch)
-    with dask.config.set(scheduler="synchronous"), pytest.raises(OSError, match="store gone"):
-        _write(storage)
-    monkeypatch.undo()
+    write_dying_at_third_batch(storage, monkeypatch, "store gone")
     chips = join(url, "chips")
     assert any(f.endswith(".tif") for f in list_files(chips))  # objects of two batches
     assert open_chips(url).sizes["chip"] == 0  # nothing committed: a reader sees none

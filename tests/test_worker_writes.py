@@ -30,6 +30,23 @@ def _write(root: Path | StorageConfig, ships=MANY, **kw):
     return plan, write_chips(gated, plan, cfg, GATE, item_meta=ITEM_META, block_size=4, **kw)
 
 
+def write_dying_at_third_batch(root: Path | StorageConfig, monkeypatch: pytest.MonkeyPatch,
+                               why: str) -> None:
+    """:func:`_write` (synchronous scheduler) whose third batch raises ``OSError(why)``."""
+    real, calls = batch._write_files, {"n": 0}
+
+    def dies_on_the_third_batch(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(why)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(batch, "_write_files", dies_on_the_third_batch)
+    with dask.config.set(scheduler="synchronous"), pytest.raises(OSError, match=why):
+        _write(root)
+    monkeypatch.undo()
+
+
 def _dataset(root: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray], set[str]]:
     idx = read_index(root).sort_values("chip_id").reset_index(drop=True)
     cube = open_chips(root)
@@ -75,19 +92,7 @@ def test_on_a_cluster_the_workers_write_and_the_dataset_is_the_same(clean, tmp_p
 def test_a_run_that_dies_mid_way_commits_nothing_and_its_rerun_is_a_clean_run(
         clean, tmp_path, monkeypatch):
     root = tmp_path / "ds"
-    real = batch._write_files
-    calls = {"n": 0}
-
-    def dies_on_the_third_batch(*args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError("disk gone")
-        return real(*args, **kw)
-
-    monkeypatch.setattr(batch, "_write_files", dies_on_the_third_batch)
-    with dask.config.set(scheduler="synchronous"), pytest.raises(OSError, match="disk gone"):
-        _write(root)
-    monkeypatch.undo()
+    write_dying_at_third_batch(root, monkeypatch, "disk gone")
     # what the crash left: files and cube rows of two batches, no index naming them
     assert read_index(root).empty
     assert any((root / "chips").rglob("*.tif"))
