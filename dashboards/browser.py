@@ -254,3 +254,37 @@ class DashboardPage:
         """BokehJS's console warnings (e.g. a plot with no data: "could not set initial
         ranges")."""
         return [m for m in self.console if m.startswith("warning") and "bokeh" in m.lower()]
+
+    def busiest_marker(self) -> dict[str, Any] | None:
+        """The map's marker over the biggest pile of footprints (:func:`dashboards.plots.
+        chip_clusters`): ``x``, ``y`` (page px, for the mouse), ``mx``, ``my`` (EPSG:3857),
+        ``n`` and its tooltip ``text``; None before the map is drawn."""
+        return self.page.evaluate("""() => {
+          for (const v of (window.Bokeh?.index?.all_views() ?? [])) {
+            const d = v.model?.data_source?.data;
+            if (!v.glyph || !d || !('text' in d) || !('n' in d) || !d.n.length) continue;
+            let k = 0;
+            for (let i = 1; i < d.n.length; i++) if (d.n[i] > d.n[k]) k = i;
+            const r = v.plot_view.canvas_view.el.getBoundingClientRect();
+            return {x: r.left + v.coordinates.x_scale.compute(d.x[k]),
+                    y: r.top + v.coordinates.y_scale.compute(d.y[k]),
+                    mx: d.x[k], my: d.y[k], n: d.n[k], text: d.text[k]};
+          }
+          return null;
+        }""")
+
+    def tooltips(self) -> list[str]:
+        """The text of each BokehJS tooltip entry shown now (one per hovered glyph)."""
+        return list(self.page.evaluate("""() => {
+          const out = [];
+          const walk = (n) => {
+            if (n.nodeType === 1 && n.classList.contains('bk-tooltip-content')) {
+              const r = n.getBoundingClientRect();
+              if (r.width > 0 && r.height > 0) out.push(n.innerText);
+            }
+            if (n.shadowRoot) walk(n.shadowRoot);
+            for (const c of n.children) walk(c);
+          };
+          walk(document.body);
+          return out;
+        }"""))

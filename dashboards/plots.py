@@ -179,6 +179,7 @@ def footprints_plot(index: gpd.GeoDataFrame, tiles: list[str], *, world_window: 
     for kind, data in layers.items():
         el = hv.Polygons(data, kdims=["x", "y"], vdims=vdims, label=names[kind]).opts(
             color=STATUS_COLORS[kind], line_color=STATUS_COLORS[kind], tools=[],
+            show_legend=True,
             **style[kind])
         elements.append(el)
     clusters = chip_clusters(chips)
@@ -230,11 +231,20 @@ def basemap_tiles(basemap: str) -> Any:
 def schedule_plot(frame: pd.DataFrame, *, height: int = 320) -> Any:
     """A Bokeh timeline: one row per tile · satellite, a bar per window (coloured by its
     ops DB state) and a marker at its centre (windows last minutes, the horizon days)."""
-    from bokeh.models import ColumnDataSource, HoverTool
+    from bokeh.models import ColumnDataSource, HoverTool, Range1d
     from bokeh.plotting import figure
 
     labels = sorted(frame["label"].unique()) if len(frame) else ["(no schedule yet)"]
-    p = figure(y_range=labels, x_axis_type="datetime", height=height,
+    # explicit x range: an empty figure's auto range is NaN ("could not set initial ranges")
+    if len(frame):
+        lo = pd.to_datetime(frame["start_time_utc"], utc=True).min().tz_localize(None)
+        hi = pd.to_datetime(frame["end_time_utc"], utc=True).max().tz_localize(None)
+    else:
+        lo = pd.Timestamp.now("UTC").floor("D").tz_localize(None)
+        hi = lo + pd.Timedelta(days=1)
+    pad = max(hi - lo, pd.Timedelta(hours=1)) * 0.03
+    p = figure(y_range=labels, x_range=Range1d(lo - pad, hi + pad), x_axis_type="datetime",
+               height=height,
                sizing_mode="stretch_width", title="Overpass schedule (capture windows)",
                tools="xpan,xwheel_zoom,reset,save")
     if len(frame):
