@@ -16,6 +16,7 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
@@ -170,6 +171,31 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
             shown = gpd.read_parquet(io.BytesIO(z.read("index.parquet")))
             tifs = {n.rsplit("/", 1)[1][:-4] for n in z.namelist() if n.endswith(".tif")}
         assert set(shown.chip_id) == ui_chips == tifs
+        # header filters (the scene's date, the split) narrow the table and what the zip holds
+        idx = read_index(root)
+        day = pd.to_datetime(idx.scene_datetime, utc=True).dt.strftime("%Y-%m-%d")
+        first_day = sorted(day.unique())[0]
+        want = set(idx.loc[(day == first_day) & (idx.split == "train") & idx.qa_pass,
+                           "chip_id"])
+        assert 0 < len(want) < len(ui_chips)
+
+        def header_filter(field: str) -> Any:
+            return page.page.locator(f".s2xr-table .tabulator-col[tabulator-field={field}] "
+                                     "input").first
+
+        for field, text in (("scene_datetime", first_day), ("split", "train")):
+            header_filter(field).fill(text)
+            header_filter(field).press("Enter")  # Tabulator filters on key events
+        page.wait_for(lambda: page.page.locator(".s2xr-table .tabulator-row").count()
+                      == min(len(want), 15), timeout_s=30, what=f"{len(want)} rows")
+        with zipfile.ZipFile(page.download("Chips shown (zip)", dl)) as z:
+            assert set(gpd.read_parquet(io.BytesIO(z.read("index.parquet"))).chip_id) == want
+        page.shot(artifacts / "04c_index_filtered.png")
+        for field in ("scene_datetime", "split"):
+            header_filter(field).fill("")
+            header_filter(field).press("Enter")
+        page.wait_for(lambda: page.page.locator(".s2xr-table .tabulator-row").count()
+                      == min(len(ui_chips), 15), timeout_s=30, what="the filters cleared")
         # -- one selection: a row clicked in the index is the chip the gallery highlights
         row = page.page.locator(".s2xr-table .tabulator-row").nth(1)
         cell = row.locator("[tabulator-field=chip_id]")
