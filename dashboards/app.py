@@ -79,9 +79,11 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         self.basemap = configured or NO_BASEMAP
         self._upload: UploadCheck | None = None
         self._ext: dict[str, Any] | None = None
-        self._scenes: dict[str, dict[str, Any] | None] = {}
+        # scene images shared by every session: (root, scene id) -> image (keeps the newest)
+        self._scenes: dict[str, Any] = pn.state.as_cached("s2xr-dashboard-scenes", dict)
         self._scene: dict[str, Any] | None = None
         self._scene_due = False
+        self._map_stale = True
         self._sig: tuple[float, ...] | None = None
         self._last_reload = 0.0
         self._reloading = False
@@ -186,10 +188,12 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
     async def _tick(self) -> None:
         self._update_status()
         self._update_log()
-        if self._scene_due:
+        if self._scene_due and self._map_shown():  # read when someone looks at the map
             self._scene_due = False
-            self._scene = await asyncio.to_thread(self._scene_of, self._index)
-            self._apply_map()
+            scene = await asyncio.to_thread(self._scene_of, self._index)
+            if scene is not self._scene:
+                self._scene = scene
+                self._apply_map()
         if self._reloading or time.monotonic() - self._last_reload < RELOAD_MIN_S:
             return
         sig = await asyncio.to_thread(self.stores.signature)
@@ -203,11 +207,9 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
             self._last_reload = time.monotonic()
 
     def _reload_now(self) -> None:
-        # the first render does not wait for the map's scene image: the next tick reads it
-        self._apply(self._load(self.stores.signature(), scene=False))
-        self._scene_due = True
+        self._apply(self._load(self.stores.signature()))
 
-    def _load(self, sig: tuple[float, ...], *, scene: bool = True) -> dict[str, Any]:
+    def _load(self, sig: tuple[float, ...]) -> dict[str, Any]:
         """Read the stores (in a worker thread): index, schedule, ops DB, world."""
         index = views.load_index(self.stores.root)
         return {"sig": sig, "index": index,
@@ -215,17 +217,23 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
                                                  views.load_windows(self.stores)),
                 "ops": views.ops_tables(self.stores, self.cfg),
                 "world": views.world_manifest(self.stores),
-                "gallery": gallery.gallery_items(self.stores.root, index, 96, self._thumbs),
-                "scene": self._scene_of(index) if scene else self._scene}
+                "gallery": gallery.gallery_items(self.stores.root, index, 96, self._thumbs)}
+
+    def _map_shown(self) -> bool:
+        return self._tab_names[self.tabs.active] == "Map"
 
     def _scene_of(self, index: pd.DataFrame) -> dict[str, Any] | None:
-        """The map's scene image (newest scene), read once per scene (loader thread)."""
+        """The map's scene image (newest scene), read once per scene and dataset for all
+        sessions (loader thread)."""
         row = newest_scene(index)
         if row is None:
             return None
-        key = str(row["scene_id"])
+        key = f"{self.stores.root.resolve()}|{row['scene_id']}"
         if key not in self._scenes:
-            self._scenes = {key: scene_underlay(self.stores.root, index)}  # keep one
+            image = scene_underlay(self.stores.root, index)
+            for old in [k for k in self._scenes if k.startswith(key.split("|")[0] + "|")]:
+                self._scenes.pop(old, None)  # one image per dataset
+            self._scenes[key] = image
         return self._scenes[key]
 
     def _apply(self, data: dict[str, Any]) -> None:
@@ -233,7 +241,7 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         self._index = data["index"]
         self._gallery_all = data["gallery"]
         self._world = data["world"]
-        self._scene = data["scene"]
+        self._scene_due = True  # the map's scene image: read by a tick once the map shows
         self._apply_gallery()
         self.table.value = views.table_frame(self._index)
         for b in self.download_buttons:  # nothing to download before the first chip
@@ -261,6 +269,11 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         self.gallery.items = self._gallery_all[: int(self.w_gallery_n.value)]
 
     def _apply_map(self) -> None:
+        self.map_empty.visible = self._index.empty
+        if not self._map_shown():  # drawn when its tab is shown (DashboardLayout)
+            self._map_stale = True
+            return
+        self._map_stale = False
         tiles = plots.tile_ids_of(self.cfg, self._index, pd.DataFrame(), self._world)
         window = plots.world_window_geometry(self._world, self.cfg)
         basemap = None if self.basemap == NO_BASEMAP else self.basemap
@@ -272,7 +285,6 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
             plot = plots.footprints_plot(self._index, tiles, world_window=window,
                                          scene=self._scene)
         self.map_pane.object = plot
-        self.map_empty.visible = self._index.empty
 
     def _apply_world(self) -> None:
         cfg, idx, world = self.cfg, self._index, self._world

@@ -161,9 +161,12 @@ class DashboardLayout:
 
     def _on_tab_shown(self, event: Any) -> None:
         """Tabulator cannot lay out rows while its tab is hidden: rows that arrived then (a
-        run finished in the background) stay undrawn. Send them again once it is shown."""
+        run finished in the background) stay undrawn. Send them again once it is shown. The
+        map is drawn only while its tab shows (it is the page's costliest model)."""
         if self._tab_names[event.new] == "Chip index":
             self.table.value = self.table.value.copy()
+        elif self._tab_names[event.new] == "Map" and self._map_stale:
+            self._apply_map()
 
     def _gallery_tab(self) -> pn.viewable.Viewable:
         self.gallery = gallery.QuicklookGallery(sizing_mode="stretch_width",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,13 +66,33 @@ class Stores:
         return tuple(p.stat().st_mtime if p.exists() else 0.0 for p in paths)
 
 
+_INDEX_CACHE: dict[str, tuple[tuple[int, int], gpd.GeoDataFrame]] = {}
+_INDEX_LOCK = threading.Lock()
+
+
 def load_index(root: Path) -> gpd.GeoDataFrame:
-    """The chip index, or an empty one when it cannot be read (a view never crashes)."""
+    """The chip index, or an empty one when it cannot be read (a view never crashes).
+    Read once per version of the file for all sessions of the process (keyed by its
+    modification time and size); each caller gets its own shallow copy."""
+    path = DatasetLayout(Path(root)).index
     try:
-        return read_index(root)
+        st = path.stat()
+        key = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    with _INDEX_LOCK:
+        hit = _INDEX_CACHE.get(str(path))
+    if key is not None and hit is not None and hit[0] == key:
+        return hit[1].copy(deep=False)
+    try:
+        index = read_index(root)
     except Exception as exc:  # a half-synced file system, a foreign file
         log.warning("dashboard: chip index of %s unreadable: %s", root, exc)
         return read_index(Path("/nonexistent"))
+    if key is not None:
+        with _INDEX_LOCK:
+            _INDEX_CACHE[str(path)] = (key, index)
+    return index.copy(deep=False)
 
 
 def load_schedule(path: Path) -> pd.DataFrame:

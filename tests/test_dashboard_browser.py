@@ -282,7 +282,7 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
         assert other.wait_state("stopped", timeout_s=10) == "stopped"
         assert consistent(root) == after
         errors = page.errors() + other.errors()
-        assert not errors, errors
+        assert not errors, (errors, page.external + other.external)
         # BokehJS warned "could not set initial ranges" 23 times in this walk, before the
         # plots got explicit ranges
         warned = page.bokeh_warnings() + other.bokeh_warnings()
