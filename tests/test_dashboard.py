@@ -377,6 +377,12 @@ def test_schedule_timeline():
     assert set(fig.y_range.factors) == {"30STE · S2A", "30STE · S2B", "30STF · S2A"}
     empty = plots.schedule_plot(views.schedule_frame(sched.iloc[:0], None))
     assert list(empty.y_range.factors) == ["(no schedule yet)"]
+    # explicit time ranges, empty or not: an auto range with no data is NaN in BokehJS,
+    # which warns "could not set initial ranges"
+    for f in (fig, empty):
+        assert type(f.x_range).__name__ == "Range1d" and f.x_range.start < f.x_range.end
+    assert fig.x_range.start <= frame.start_time_utc.min().tz_localize(None)
+    assert fig.x_range.end >= frame.end_time_utc.max().tz_localize(None)
 
 
 def test_prune_preview_then_prune(chipped, tmp_path):
@@ -559,6 +565,36 @@ def test_showing_the_index_tab_sends_its_rows_again(chipped):
         app.tabs.active = app._tab_names.index("Chip index")
         assert app.table.value is not before
         pd.testing.assert_frame_equal(app.table.value, before)
+    finally:
+        mgr.close()
+
+
+def test_the_map_waits_for_its_tab_and_sessions_share_one_index_read(chipped, monkeypatch):
+    """The map (the page's costliest model) is drawn when its tab is shown, not for every
+    page load; the chip index is read once per version of the file for all sessions."""
+    import os
+
+    from dashboards.app import DashboardApp
+
+    root, cfg = chipped
+    reads: list[Path] = []
+    real = views.read_index
+    monkeypatch.setattr(views, "read_index", lambda r: reads.append(r) or real(r))
+    views._INDEX_CACHE.clear()
+    mgr = JobManager(cfg)
+    try:
+        first, second = DashboardApp(mgr), DashboardApp(mgr)
+        assert len(reads) == 1  # two sessions, one read
+        assert len(second.table.value) == len(real(root))
+        assert first.map_pane.object is None and not first.map_empty.visible
+        first.tabs.active = first._tab_names.index("Map")
+        assert first.map_pane.object is not None  # drawn once shown
+        assert second.map_pane.object is None  # the other session's map is still hidden
+        index = DatasetLayout(root).index
+        st = index.stat()
+        os.utime(index, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        views.load_index(root)
+        assert len(reads) == 2  # a new version of the file: read again
     finally:
         mgr.close()
 
