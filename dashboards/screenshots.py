@@ -5,7 +5,8 @@ world) and a fresh dataset root, runs a batch from the UI in Debian's Chromium, 
 
 * ``dashboard_running.png`` — the status of the running job (stage, progress, log tail);
 * ``dashboard_gallery.png`` — the quicklook gallery and one chip's detail;
-* ``dashboard_map.png`` — tile, world and chip footprints (no basemap: offline);
+* ``dashboard_map.png`` — tile, world and chip footprints over the newest scene (no
+  basemap: offline), with the tooltip of the biggest pile of footprints;
 * ``dashboard_index.png``, ``dashboard_schedule.png`` — the chip table, the schedule.
 
 Nothing leaves the machine (background networking off, no basemap tiles).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shutil
 import sys
 import tempfile
@@ -56,11 +58,13 @@ def take(out: Path, config: Path, *, root: Path | None = None, small: bool = Fal
             page = DashboardPage(browser.new_page(viewport=VIEWPORT)).open(server.url)
             page.click("▶ Start")
             page.wait_state("running", timeout_s=30)
-            # the status while chips are cut and written (else while running at all)
+            # the status while chips are cut and written, with their count (else while
+            # running at all)
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline and page.state() == "running":
-                if page.stage() == "chip":
-                    time.sleep(0.8)  # the log tail catches up
+                if page.stage() == "chip" and re.search(r"\d+ / \d+ chips",
+                                                         page.text(".s2xr-status")):
+                    time.sleep(0.3)  # the log tail catches up
                     break
                 time.sleep(0.1)
             files.append(page.shot(out / "dashboard_running.png"))
@@ -75,7 +79,14 @@ def take(out: Path, config: Path, *, root: Path | None = None, small: bool = Fal
             files.append(_element_shot(tabs, out / "dashboard_gallery.png"))
             page.tab("Map")
             page.page.locator(".s2xr-map canvas").first.wait_for(timeout=30_000)
+            page.wait_for(lambda: page.bokeh_models("ImageRGBA") >= 1, timeout_s=30,
+                          what="the scene under the footprints")
+            tabs.scroll_into_view_if_needed()
             time.sleep(1.0)
+            mark = page.busiest_marker()  # its one tooltip in the picture
+            if mark is not None:
+                page.page.mouse.move(mark["x"], mark["y"])
+                page.wait_for(page.tooltips, timeout_s=10, what="the marker's tooltip")
             files.append(_element_shot(tabs, out / "dashboard_map.png"))
             page.tab("Chip index")
             page.wait_for(lambda: page.page.locator(".s2xr-table .tabulator-row").count(),

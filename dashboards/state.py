@@ -170,7 +170,8 @@ class JobManager:
                 "description": job.description if job else "",
                 "stage": snap["stage"], "message": snap["message"], "done": snap["done"],
                 "total": snap["total"], "unit": snap.get("unit", ""),
-                "since": snap.get("since"), "error": job.error if job else None,
+                "since": snap.get("since"), "since_done": snap.get("since_done", 0),
+                "error": job.error if job else None,
                 "result": job.result if job else None,
                 "elapsed_s": (end - job.started) if job else 0.0, "version": version}
 

@@ -65,13 +65,15 @@ def status_text(st: dict[str, Any]) -> str:
 
 
 def eta_s(st: dict[str, Any], now: float | None = None) -> float | None:
-    """Seconds left at the rate of the current count (``done`` since ``since``), or None
-    before the first item or when nothing is left."""
+    """Seconds left at the rate of the current count: ``done - since_done`` items since
+    ``since`` (a count first reported at 32 of 111 has done 32 before it was timed). None
+    until the count has moved, and when nothing is left."""
     done, total, since = int(st.get("done") or 0), int(st.get("total") or 0), st.get("since")
-    if not since or done <= 0 or done >= total or st["state"] not in ("running", "stopping"):
+    moved = done - int(st.get("since_done") or 0)
+    if not since or moved <= 0 or done >= total or st["state"] not in ("running", "stopping"):
         return None
     now = time.time() if now is None else now
-    return (now - float(since)) / done * (total - done)
+    return (now - float(since)) / moved * (total - done)
 
 
 def format_duration(seconds: float) -> str:
@@ -92,7 +94,8 @@ def external_status(ext: dict[str, Any], *, version: int) -> dict[str, Any]:
                            f"(pid {ext.get('pid')})",
             "stage": ext.get("stage") or "idle", "message": ext.get("message") or "",
             "done": int(ext.get("done") or 0), "total": int(ext.get("total") or 0),
-            "unit": ext.get("unit") or "", "since": ext.get("since"), "error": None,
+            "unit": ext.get("unit") or "", "since": ext.get("since"),
+            "since_done": int(ext.get("since_done") or 0), "error": None,
             "result": None, "elapsed_s": time.time() - float(ext.get("started") or time.time()),
             "version": version}
 

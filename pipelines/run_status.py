@@ -70,7 +70,7 @@ class RunStatusFile(logging.Handler):
         doc = {"pid": os.getpid(), "run_id": self.run_id, "state": state,
                "started": self.started, "updated": time.time(),
                **{k: self._snap.get(k) for k in ("stage", "message", "done", "total", "unit",
-                                                  "since")},
+                                                  "since", "since_done")},
                "log": list(self.lines)}
         with self._write_lock:
             try:

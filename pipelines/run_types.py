@@ -51,9 +51,10 @@ class RunOptions:
 class RunControl:
     """Thread-safe status of a run and its stop switch.
 
-    ``snapshot()`` → dict(stage, message, done, total, unit, since, stop_requested,
-    updated): ``done`` of ``total`` ``unit`` (``"searches"``, ``"chips written"``, …)
-    counted since ``since`` (when this count started; for an ETA). Listeners added with
+    ``snapshot()`` → dict(stage, message, done, total, unit, since, since_done,
+    stop_requested, updated): ``done`` of ``total`` ``unit`` (``"searches"``, ``"chips
+    written"``, …); the count was ``since_done`` at ``since`` (when it was first reported:
+    the rate for an ETA is ``(done - since_done) / (now - since)``). Listeners added with
     :meth:`subscribe` are called on every change (from the run's thread)."""
 
     def __init__(self) -> None:
@@ -61,7 +62,7 @@ class RunControl:
         self.stop_event = threading.Event()
         self._state: dict[str, Any] = {"stage": "idle", "message": "", "done": 0, "total": 0,
                                        "unit": "", "since": time.time(),
-                                       "updated": time.time()}
+                                       "since_done": 0, "updated": time.time()}
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def subscribe(self, fn: Callable[[dict[str, Any]], None]) -> None:
@@ -86,14 +87,14 @@ class RunControl:
             raise ValueError(f"unknown stage {stage!r}")
         log.info("stage %s%s", stage, f": {message}" if message else "")
         self._update(stage=stage, message=message, done=0, total=0, unit="",
-                     since=time.time())
+                     since=time.time(), since_done=0)
 
     def progress(self, done: int, total: int, unit: str = "") -> None:
         """``done`` of ``total`` ``unit`` (a new unit or total starts a new count)."""
         with self._lock:
             new = unit != self._state["unit"] or int(total) != self._state["total"]
         self._update(done=int(done), total=int(total), unit=unit,
-                     **({"since": time.time()} if new else {}))
+                     **({"since": time.time(), "since_done": int(done)} if new else {}))
 
     def request_stop(self) -> None:
         self.stop_event.set()

@@ -275,6 +275,16 @@ def test_status_shows_counts_with_their_unit_and_an_eta():
     text = status.status_text({**st, "since": time.time() - 10})
     assert "37 / 111 chips written" in text and re.search(r"ETA 2\d s", text)  # ≈ 20 s
     assert status.eta_s({**st, "done": 0}) is None  # no rate before the first chip
+    # a count first reported at 32 of 111 (one batch written before anything was timed):
+    # the rate counts what was done since then, not the 32
+    control.progress(0, 5, "searches")
+    control.progress(32, 111, "chips written")
+    snap = control.snapshot()
+    assert snap["since_done"] == 32
+    control.progress(64, 111, "chips written")
+    st = {**st, **control.snapshot(), "since": 1000.0}
+    assert status.eta_s(st, now=1010.0) == pytest.approx(10.0 / 32 * 47)
+    assert status.eta_s({**st, "done": 32}) is None  # not moved yet: no rate
     assert status.eta_s({**st, "state": "done"}) is None
     assert [status.format_duration(s) for s in (42, 185, 3720)] == \
         ["42 s", "3 min 05 s", "1 h 02 min"]
