@@ -64,3 +64,14 @@ def test_end_to_end_quick():
     assert out["chips_per_s_s3"] > 0  # into a bucket of moto's S3 on 127.0.0.1
     assert out["s3_vs_local"] == pytest.approx(
         out["chips_per_s_local"] / out["chips_per_s_s3"])
+
+
+def test_dashboard_render_quick():
+    from dashboards.browser import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
+    out = run("dashboard_render.py", "--quick")
+    assert out["quick"] and out["repeats"] == 2
+    assert out["first_gallery_s"] > 0 and out["first_badge_s"] > 0
+    assert out["ratio"] == pytest.approx(out["first_gallery_s"] / out["first_badge_s"])
