@@ -84,6 +84,7 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         self._scene: dict[str, Any] | None = None
         self._scene_due = False
         self._map_stale = True
+        self._map: plots.MapFigure | None = None
         self._sig: tuple[float, ...] | None = None
         self._last_reload = 0.0
         self._reloading = False
@@ -277,14 +278,27 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         tiles = plots.tile_ids_of(self.cfg, self._index, pd.DataFrame(), self._world)
         window = plots.world_window_geometry(self._world, self.cfg)
         basemap = None if self.basemap == NO_BASEMAP else self.basemap
+        common = {"world_window": window, "scene": self._scene}
         try:
-            plot = plots.footprints_plot(self._index, tiles, world_window=window,
-                                         basemap=basemap, scene=self._scene)
+            plot = plots.footprints_plot(self._index, tiles, basemap=basemap, **common)
         except Exception as exc:  # e.g. an unknown basemap name
             log.warning("dashboard: map: %s", exc)
-            plot = plots.footprints_plot(self._index, tiles, world_window=window,
-                                         scene=self._scene)
-        self.map_pane.object = plot
+            plot = plots.footprints_plot(self._index, tiles, **common)
+        # one selection: the selected chip outlined on the map; a marker click selects its
+        # chip (the outline is updated in place: the zoom stays)
+        self._map = plots.map_figure(plot, self._index, self.selected_chip)
+        if self._map.markers is not None:
+            self._map.markers.selected.on_change("indices", self._on_map_tap)
+        self.map_pane.object = self._map.figure
+
+    def _on_map_tap(self, _attr: str, _old: list[int], new: list[int]) -> None:
+        markers = self._map.markers if self._map is not None else None
+        if new and markers is not None and new[0] < len(markers.data["chip_id"]):
+            self.selected_chip = str(markers.data["chip_id"][new[0]])
+
+    def _outline_selected(self) -> None:
+        if self._map is not None:
+            self._map.selected.data = plots.selected_xy(self._index, self.selected_chip)
 
     def _apply_world(self) -> None:
         cfg, idx, world = self.cfg, self._index, self._world

@@ -263,9 +263,10 @@ class DashboardPage:
           for (const v of (window.Bokeh?.index?.all_views() ?? [])) {
             const d = v.model?.data_source?.data;
             if (!v.glyph || !d || !('text' in d) || !('n' in d) || !d.n.length) continue;
+            const r = v.plot_view.canvas_view.el.getBoundingClientRect();
+            if (!v.plot_view.el.isConnected || r.width === 0) continue;  // a replaced map
             let k = 0;
             for (let i = 1; i < d.n.length; i++) if (d.n[i] > d.n[k]) k = i;
-            const r = v.plot_view.canvas_view.el.getBoundingClientRect();
             return {x: r.left + v.coordinates.x_scale.compute(d.x[k]),
                     y: r.top + v.coordinates.y_scale.compute(d.y[k]),
                     mx: d.x[k], my: d.y[k], n: d.n[k], text: d.text[k]};
@@ -288,3 +289,24 @@ class DashboardPage:
           walk(document.body);
           return out;
         }"""))
+
+    def selected_on_map(self) -> list[tuple[float, float]]:
+        """The centres (EPSG:3857) of the footprints the map outlines as selected
+        (:func:`dashboards.plots.map_figure`)."""
+        return [tuple(c) for c in self.page.evaluate("""() => {
+          const out = [];
+          const flat = (a) => Array.isArray(a) || ArrayBuffer.isView(a)
+            ? Array.from(a).flatMap(flat) : [a];
+          for (const v of (window.Bokeh?.index?.all_views() ?? [])) {
+            const d = v.model?.data_source?.data;
+            if (!v.glyph || v.model.data_source.name !== 's2xr-selected-chip') continue;
+            if (!v.plot_view.el.isConnected) continue;  // a replaced map
+            for (let i = 0; i < d.xs.length; i++) {
+              const xs = flat(d.xs[i]).filter(Number.isFinite);
+              const ys = flat(d.ys[i]).filter(Number.isFinite);
+              out.push([(Math.min(...xs) + Math.max(...xs)) / 2,
+                        (Math.min(...ys) + Math.max(...ys)) / 2]);
+            }
+          }
+          return out;
+        }""")]

@@ -179,14 +179,15 @@ class DashboardLayout:
                                     "detail.*"), sizing_mode="stretch_width",
                                 css_classes=["s2xr-detail"])
         self.param.watch(self._on_select, "selected_chip")
+        self.param.watch(lambda _e: self._outline_selected(), "selected_chip")
         return pn.Row(pn.Column(self.w_gallery_n, self.gallery, sizing_mode="stretch_width"),
                       pn.Column(self.detail, width=430), sizing_mode="stretch_width")
 
     def _map_tab(self) -> pn.viewable.Viewable:
         self.w_basemap = W.Select.from_param(self.param.basemap, options=self._basemaps,
                                              label="Basemap tiles (need internet)", width=260)
-        self.map_pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=540,
-                                          css_classes=["s2xr-map"])
+        self.map_pane = pn.pane.Bokeh(None, sizing_mode="stretch_width", height=540,
+                                      css_classes=["s2xr-map"])
         self.param.watch(lambda _e: self._apply_map(), "basemap")
         self.map_empty = md_pane(
             "**No chips yet.** The map shows the tile outline and, once a run has cut "

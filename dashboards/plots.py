@@ -5,6 +5,7 @@ tiles optional) and the overpass schedule timeline (Bokeh). Pure functions of Da
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 WEB_MERCATOR = "EPSG:3857"
 STATUS_COLORS = {"tile": "#6c757d", "world": "#17a2b8", "passed": "#28a745",
                  "rejected": "#dc3545"}
+SELECTED_SOURCE = "s2xr-selected-chip"  # the name of the outline's Bokeh source
 WINDOW_COLORS = {"planned": "#6c757d", "captured": "#17a2b8", "queued": "#ffc107",
                  "chipped": "#28a745", "missed": "#dc3545", "scheduled": "#6c757d"}
 
@@ -100,9 +102,10 @@ def _extent(data: list[dict[str, Any]]) -> tuple[float, float, float, float] | N
 def chip_clusters(index: gpd.GeoDataFrame, cells: int = 40) -> pd.DataFrame:
     """Chips grouped where their footprints pile up: the map's extent cut into about
     ``cells`` × ``cells`` squares, one row per occupied square — ``x``, ``y`` (mean centre,
-    EPSG:3857), ``n``, ``n_passed``, ``size`` (marker px) and ``text``: one readable tooltip
-    for every chip there (counts, ships, scenes)."""
-    cols = ["x", "y", "n", "n_passed", "size", "text"]
+    EPSG:3857), ``n``, ``n_passed``, ``size`` (marker px), ``text``: one readable tooltip
+    for every chip there (counts, ships, scenes), and ``chip_id``: the chip a click on the
+    marker selects (the newest passed one there, else the newest)."""
+    cols = ["x", "y", "n", "n_passed", "size", "text", "chip_id"]
     if not len(index):
         return pd.DataFrame(columns=cols)
     c = index.geometry.to_crs(WEB_MERCATOR).centroid
@@ -112,16 +115,20 @@ def chip_clusters(index: gpd.GeoDataFrame, cells: int = 40) -> pd.DataFrame:
     df = pd.DataFrame({"x": x, "y": y, "gx": np.floor(x / cell), "gy": np.floor(y / cell),
                        "ok": index["qa_pass"].astype(bool).to_numpy(),
                        "mmsi": index["mmsi"].astype(str).to_numpy(),
-                       "scene": index["scene_id"].astype(str).to_numpy()})
+                       "scene": index["scene_id"].astype(str).to_numpy(),
+                       "chip_id": index["chip_id"].astype(str).to_numpy(),
+                       "when": pd.to_datetime(index["scene_datetime"], utc=True).to_numpy()
+                       if "scene_datetime" in index else np.zeros(len(index))})
     rows = []
     for _, g in df.groupby(["gx", "gy"], sort=False):
         ships, scenes = g["mmsi"].unique(), g["scene"].unique()
         text = (f"{len(g)} chip(s): {int(g['ok'].sum())} passed, {int((~g['ok']).sum())} "
                 f"rejected; {len(ships)} ship(s) ({', '.join(ships[:4])}"
                 f"{' …' if len(ships) > 4 else ''}); {len(scenes)} scene(s)")
+        pick = g.sort_values(["ok", "when", "chip_id"], ascending=[False, False, True])
         rows.append({"x": g["x"].mean(), "y": g["y"].mean(), "n": len(g),
                      "n_passed": int(g["ok"].sum()), "size": 7 + 2 * np.log2(len(g)),
-                     "text": text})
+                     "text": text, "chip_id": pick["chip_id"].iloc[0]})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -134,7 +141,8 @@ def footprints_plot(index: gpd.GeoDataFrame, tiles: list[str], *, world_window: 
     of footprints (:func:`chip_clusters`: its one tooltip names them all), on optional
     basemap tiles (``basemap``: a ``{z}/{x}/{y}`` URL template or an xyzservices name such
     as ``OpenStreetMap.Mapnik``; they need internet, so the default is none). Zoomed to the
-    chips (else the world window, else the tiles)."""
+    chips (else the world window, else the tiles). A click on a marker selects it (Bokeh's
+    tap tool; :func:`map_figure` turns that into a chip)."""
     import holoviews as hv
 
     from s2xr.grid import tile_footprint
@@ -185,10 +193,11 @@ def footprints_plot(index: gpd.GeoDataFrame, tiles: list[str], *, world_window: 
     clusters = chip_clusters(chips)
     if len(clusters):  # hover here only: one tooltip for a pile of footprints
         elements.append(hv.Points(clusters, kdims=["x", "y"],
-                                  vdims=["text", "n", "n_passed", "size"],
-                                  label="chips here (hover)").opts(
+                                  vdims=["text", "n", "n_passed", "size", "chip_id"],
+                                  label="chips here (hover, click)").opts(
             size="size", color="#ffffff", line_color="#0072b5", line_width=2, alpha=0.9,
-            tools=["hover"], hover_tooltips=[("chips", "@text")]))
+            tools=["hover", "tap"], hover_tooltips=[("chips", "@text")],
+            nonselection_alpha=0.9, selection_color="#ffc107"))
     extent = (_extent(layers["passed"] + layers["rejected"] + layers["world"]) or
               _extent(layers["tile"]))
     overlay = hv.Overlay(elements)
@@ -201,11 +210,52 @@ def footprints_plot(index: gpd.GeoDataFrame, tiles: list[str], *, world_window: 
         "xlabel": "longitude", "ylabel": "latitude", "show_grid": True,
         "xformatter": MercatorTickFormatter(dimension="lon"),
         "yformatter": MercatorTickFormatter(dimension="lat"),
-        "legend_position": "top_left", "active_tools": ["wheel_zoom"],
+        "legend_position": "top_left", "active_tools": ["pan", "wheel_zoom", "tap"],
         "title": "Tile and chip footprints" + ("" if basemap else " (no basemap)")}
     if extent is not None:
         opts.update(xlim=(extent[0], extent[2]), ylim=(extent[1], extent[3]))
     return overlay.opts(**opts)
+
+
+def selected_xy(index: gpd.GeoDataFrame, chip_id: str) -> dict[str, list[list[float]]]:
+    """The outline of chip ``chip_id`` in EPSG:3857 as Bokeh ``patches`` columns ``xs``,
+    ``ys`` (empty when none is selected or it is not in ``index``)."""
+    rows = index.loc[index["chip_id"].astype(str) == chip_id] if chip_id and len(index) \
+        else index.iloc[:0]
+    outlines = _polygons_3857(rows.geometry) if len(rows) else []
+    return {"xs": [x.tolist() for x, _ in outlines], "ys": [y.tolist() for _, y in outlines]}
+
+
+@dataclass
+class MapFigure:
+    """The map as a Bokeh figure with the handles the dashboard needs: ``markers`` (the
+    :func:`chip_clusters` source: ``markers.selected.indices`` is what a click picked, its
+    ``chip_id`` column the chip each marker stands for) and ``selected`` (the outline of
+    the selected chip: set its ``data`` to :func:`selected_xy`; the zoom stays)."""
+
+    figure: Any
+    markers: Any
+    selected: Any
+
+
+def map_figure(overlay: Any, index: gpd.GeoDataFrame, chip_id: str = "") -> MapFigure:
+    """Render :func:`footprints_plot` to Bokeh (computes the figure) and add the selected
+    chip's outline over everything, in the legend as "selected chip"."""
+    import holoviews as hv
+    from bokeh.models import ColumnDataSource
+
+    fig = hv.render(overlay, backend="bokeh")
+    marker_layer = next((r for r in fig.renderers
+                         if "chip_id" in getattr(r.data_source, "data", {})), None)
+    markers = marker_layer.data_source if marker_layer is not None else None
+    for tool in fig.tools:  # a click picks a marker, never a footprint under it
+        if type(tool).__name__ == "TapTool" and marker_layer is not None:
+            tool.renderers = [marker_layer]
+    selected = ColumnDataSource(selected_xy(index, chip_id), name=SELECTED_SOURCE)
+    kw = {"legend_label": "selected chip"} if fig.legend else {}
+    fig.patches("xs", "ys", source=selected, fill_alpha=0.0, line_color="#ffc107",
+                line_width=4, **kw)
+    return MapFigure(fig, markers, selected)
 
 
 def basemap_tiles(basemap: str) -> Any:

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
@@ -352,6 +353,23 @@ def test_views_of_a_dataset(chipped):
     assert kinds[0] == "ImageRGBA" and "Scatter" in kinds
     hovers = [t for t in with_scene.tools if type(t).__name__ == "HoverTool"]
     assert len(hovers) == 1  # only the markers: stacked footprints give one tooltip
+    # one selection: a marker stands for a chip there (passed first), the selected chip is
+    # outlined, and a click picks markers only
+    for _, c in clusters.iterrows():
+        near = idx.geometry.to_crs(3857).centroid.distance(
+            gpd.points_from_xy([c.x], [c.y])[0])
+        assert c.chip_id in set(idx.loc[near < 2560, "chip_id"])
+        if c.n_passed:
+            assert bool(idx.loc[idx.chip_id == c.chip_id, "qa_pass"].iloc[0])
+    chip0 = str(idx.chip_id.iloc[0])
+    mapf = plots.map_figure(plots.footprints_plot(idx, ["30STE"]), idx, chip0)
+    assert list(mapf.markers.data["chip_id"]) == list(clusters.chip_id)
+    xs = np.array(mapf.selected.data["xs"][0])
+    cx = idx.geometry.to_crs(3857).centroid.iloc[0].x
+    assert len(mapf.selected.data["xs"]) == 1 and xs.min() < cx < xs.max()
+    assert plots.selected_xy(idx, "") == {"xs": [], "ys": []}
+    taps = [t for t in mapf.figure.tools if type(t).__name__ == "TapTool"]
+    assert len(taps) == 1 and [r.data_source for r in taps[0].renderers] == [mapf.markers]
     with_tiles = hv.render(plots.footprints_plot(idx, ["30STE"],
                                                  basemap="OpenStreetMap.Mapnik"))
     assert any(type(r).__name__ == "TileRenderer" for r in with_tiles.renderers)

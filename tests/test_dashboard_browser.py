@@ -149,6 +149,17 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
         tips = page.wait_for(page.tooltips, timeout_s=15, what="the marker's tooltip")
         assert len(tips) == 1 and f"{mark['n']} chip(s)" in tips[0], tips
         page.shot(artifacts / "04_map.png")
+        # a click on it selects its chip: the detail shows it, the map outlines it
+        idx3857 = read_index(root).assign(c=lambda d: d.geometry.to_crs(3857).centroid)
+        page.page.mouse.click(mark["x"], mark["y"])
+        outlined = page.wait_for(lambda: [c for c in page.selected_on_map()
+                                          if abs(c[0] - mark["mx"]) < 3000], timeout_s=30,
+                                 what="the clicked marker's chip outlined")
+        picked = idx3857.loc[idx3857.c.distance(
+            gpd.points_from_xy([outlined[0][0]], [outlined[0][1]])[0]) < 50, "chip_id"]
+        assert len(picked) == 1, picked
+        page.wait_for(lambda: picked.iloc[0] in page.text(".s2xr-detail"), timeout_s=30,
+                      what="the clicked marker's chip in the detail")
         page.tab("Chip index")
         page.wait_for(lambda: page.page.locator(".s2xr-table .tabulator-row").count() > 0,
                       timeout_s=60, what="index rows")
@@ -211,6 +222,11 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
                       what=f"the clicked row's quicklook {clicked} highlighted: "
                            f"{page.page.locator('figure.qg-item').count()} shown, "
                            f"{page.page.locator('figure.qg-sel').count()} highlighted")
+        page.tab("Map")  # ... and the map outlines it
+        centre = idx3857.loc[idx3857.chip_id == clicked, "c"].iloc[0]
+        page.wait_for(lambda: [c for c in page.selected_on_map()
+                               if abs(c[0] - centre.x) < 50 and abs(c[1] - centre.y) < 50],
+                      timeout_s=30, what=f"{clicked} outlined on the map")
         page.tab("Chip index")
         page.click("all", exact=True)
         page.shot(artifacts / "04b_index_downloads.png")
