@@ -20,15 +20,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy s2xr
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# mypy on s2xr/ ([tool.mypy] in pyproject.toml) and the import-linter layer contracts
+# mypy on s2xr/ and pipelines/ ([tool.mypy] in pyproject.toml) and the import-linter layer contracts
 typecheck: $(STAMP)
-	$(BIN)/mypy s2xr
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 clean:

@@ -82,14 +82,17 @@ async def _capture_replay(cfg: Config, services: Services, schedule: pd.DataFram
     from s2xr.ais.replay import ReplayServer
     from s2xr.ais.storage import AisStore
 
+    key = services.replay_key
+    if key is None:
+        raise RuntimeError("replay capture without the embedded world's replay key")
     tiles = sorted(set(schedule["tile_id"]))
     async with ReplayServer(services.replay_frames or [], speed=None,
-                            valid_keys={services.replay_key}) as server:
+                            valid_keys={key}) as server:
         settings = CaptureSettings.from_config(
             cfg.ais, url=server.url, boxes=tuple(boxes_for_tiles(tiles)), tiles=tuple(tiles),
             provider="synthetic", watchdog_s=30.0)
         store = AisStore(DatasetLayout.of(cfg).root, source="replay")
-        capture = AisCapture(services.replay_key, settings, store)
+        capture = AisCapture(key, settings, store)
         task = asyncio.create_task(capture.run(None))
         total = len(services.replay_frames or [])
         while not server.exhausted.is_set() and not task.done():
