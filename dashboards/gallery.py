@@ -24,7 +24,8 @@ from panel.custom import JSComponent
 from PIL import Image
 
 from dashboards.views import chip_stem
-from s2xr.store.layout import DatasetLayout, is_zarr
+from s2xr.store.layout import DatasetLayout
+from s2xr.store.objects import has_zarr
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def chip_images(root: Path, chip_id: str) -> ChipImages | None:
     from s2xr.store.files import rgb_quicklook
 
     cube = DatasetLayout(root).cube
-    if not is_zarr(cube):
+    if not has_zarr(cube):
         return None
     ds = open_chips(cube)
     ids = [str(c) for c in ds["chip_id"].values]  # object or StringDType

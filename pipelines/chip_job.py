@@ -42,8 +42,8 @@ from s2xr.splits import assign_splits
 from s2xr.store import write_chips
 from s2xr.store.consistency import dataset_lock, reconcile
 from s2xr.store.index import read_index
-from s2xr.store.layout import DatasetLayout, ensure_writable
-from s2xr.store.objects import check_writable
+from s2xr.store.layout import DatasetLayout
+from s2xr.store.objects import ensure_dataset_writable
 from s2xr.store.rejects import REJECT_COLUMNS, combine_rejects, write_rejects
 from s2xr.store.sync import synced
 
@@ -108,9 +108,7 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
     many new chips. ``should_stop()`` is checked after every written block.
     """
     layout = DatasetLayout.of(cfg)
-    ensure_writable(layout.root)
-    if layout.remote is not None:
-        check_writable(layout.remote)
+    ensure_dataset_writable(layout)
     # an object store root: the workspace is pulled first and pushed at the end
     with dataset_lock(layout.root, reentrant=True), synced(layout):
         reconcile(layout.root, layout.data_root)

@@ -13,8 +13,8 @@ from tqdm import tqdm
 from s2xr.config import Config, is_url, load_config, with_overrides
 from s2xr.errors import InputError
 from s2xr.store.consistency import dataset_lock
-from s2xr.store.layout import DatasetLayout, ensure_writable
-from s2xr.store.objects import check_writable
+from s2xr.store.layout import DatasetLayout
+from s2xr.store.objects import ensure_dataset_writable
 from s2xr.store.sync import synced
 
 
@@ -88,8 +88,7 @@ def dataset_session(cfg: Config) -> Iterator[DatasetLayout]:
     if layout.remote is None:
         yield layout
         return
-    ensure_writable(layout.root)
-    check_writable(layout.remote)
+    ensure_dataset_writable(layout)
     with dataset_lock(layout.root, reentrant=True), synced(layout):
         yield layout
 

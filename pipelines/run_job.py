@@ -34,7 +34,7 @@ from s2xr.planning.schedule import parse_tiles
 from s2xr.store.consistency import dataset_lock
 from s2xr.store.index import read_index
 from s2xr.store.layout import DatasetLayout, ensure_writable
-from s2xr.store.objects import check_writable
+from s2xr.store.objects import ensure_dataset_writable
 from s2xr.store.sync import synced
 
 __all__ = ["EXIT_MISSED", "STAGES", "RunControl", "RunOptions", "RunResult", "check_runnable",
@@ -71,9 +71,7 @@ def run_batch(cfg: Config, opts: RunOptions | None = None, *,
     layout = DatasetLayout.of(cfg)
     root = layout.root  # an object store root's workspace
     check_runnable(cfg, opts, plans=predictor is predict_schedule)
-    ensure_writable(root)
-    if layout.remote is not None:
-        check_writable(layout.remote)
+    ensure_dataset_writable(layout)
     # the dataset lock covers the whole run (plan/, ais/, capture windows, chips), not
     # just its chip stage: a second run on the same root is refused before it captures
     with dataset_lock(root, reentrant=True), synced(layout):

@@ -66,7 +66,11 @@ class RunStatusFile(logging.Handler):
         if stage_changed or self.clock() - self._last >= self.min_interval_s:
             self.write("running")
 
-    def write(self, state: str) -> None:
+    def write(self, state: str, snap: dict[str, Any] | None = None) -> None:
+        """Write the status file now (``snap``: the run's latest snapshot, if newer than
+        the last one this publisher heard)."""
+        if snap is not None:
+            self._snap = dict(snap)
         doc = {"pid": os.getpid(), "run_id": self.run_id, "state": state,
                "started": self.started, "updated": time.time(),
                **{k: self._snap.get(k) for k in ("stage", "message", "done", "total", "unit",
@@ -98,8 +102,7 @@ def publish_run_status(layout: DatasetLayout, control: RunControl, run_id: str
         control.unsubscribe(pub.on_snapshot)
         for name in LOGGERS:
             logging.getLogger(name).removeHandler(pub)
-        pub._snap = control.snapshot()
-        pub.write(state)
+        pub.write(state, control.snapshot())
 
 
 def _alive(pid: int) -> bool:

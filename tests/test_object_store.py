@@ -82,6 +82,27 @@ def test_push_puts_changed_files_with_the_index_last_and_carries_deletions(
     assert read_bytes(join(url, "indexes", "labels.parquet")) == b"changed"
 
 
+def test_push_of_many_files_reads_their_versions_with_one_listing(mem, tmp_path, monkeypatch):
+    url, fs, prefix = mem
+    layout = _layout(url, tmp_path / "ws")
+    n = sync.LIST_OVER + 4
+    for k in range(n):
+        (layout.root / "stac" / f"item-{k}.json").parent.mkdir(parents=True, exist_ok=True)
+        (layout.root / "stac" / f"item-{k}.json").write_text(str(k))
+    infos: list[str] = []
+    info = type(fs).info
+    monkeypatch.setattr(type(fs), "info", lambda self, p, **kw: (infos.append(p),
+                                                                  info(self, p, **kw))[1])
+    assert sync.push(layout) == n
+    assert not [p for p in infos if "item-" in p]  # no call per file
+    state = sync._load_state(layout.root)
+    monkeypatch.undo()
+    for k in range(n):  # the recorded versions are the store's
+        rel = f"stac/item-{k}.json"
+        assert state[rel]["remote"] == sync._version(fs.info(f"{prefix}/{rel}"))
+    assert sync.pull(layout) == 0  # and pull agrees nothing changed
+
+
 def test_pull_lets_the_store_win_and_drops_what_it_removed(mem, tmp_path):
     url, fs, prefix = mem
     fs.pipe(f"{prefix}/indexes/tiles.parquet", b"v1")

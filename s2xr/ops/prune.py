@@ -43,7 +43,8 @@ from s2xr.ops.observations import ObservationStore
 from s2xr.store.consistency import reconcile
 from s2xr.store.cube import append_cube, consolidate, open_chips
 from s2xr.store.index import merge_index, read_index, write_daily_footprints
-from s2xr.store.layout import DatasetLayout, atomic_write, atomic_write_text, is_zarr
+from s2xr.store.layout import DatasetLayout, atomic_write, atomic_write_text
+from s2xr.store.objects import has_zarr
 from s2xr.store.slots import CHIPS_PER_CHUNK
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ def _rows_of(ds: xr.Dataset, ids: set[str]) -> np.ndarray:
 
 def _save_cube_rows(root: Path, ids: set[str], dest: Path) -> int:
     cube = DatasetLayout(root).cube
-    if not ids or not is_zarr(cube):
+    if not ids or not has_zarr(cube):
         return 0
     ds = open_chips(cube)
     pos = _rows_of(ds, ids)
@@ -327,7 +328,7 @@ def unprune(root: str | Path, area: str | Path) -> gpd.GeoDataFrame:
         if not dst.exists():
             _link_or_copy(f, dst)
     cube = saved.cube
-    if ids and is_zarr(cube):
+    if ids and has_zarr(cube):
         ds = open_chips(cube)
         pos = _rows_of(ds, ids)
         for start in range(0, len(pos), 64):

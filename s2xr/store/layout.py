@@ -270,7 +270,7 @@ class DatasetLayout:
     @property
     def has_cube(self) -> bool:
         """A cube was written (its root metadata exists)."""
-        return is_zarr(self.cube)
+        return (self.cube / self.ZARR_META).exists()
 
     @property
     def chips(self) -> Path:
@@ -392,9 +392,3 @@ class DatasetLayout:
     @property
     def world_manifest(self) -> Path:
         return self.world / self.WORLD_MANIFEST
-
-
-def is_zarr(path: Path) -> bool:
-    """``path`` holds a Zarr v3 group (its root metadata exists); for a path or URL:
-    :func:`s2xr.store.objects.has_zarr`."""
-    return (Path(path) / DatasetLayout.ZARR_META).exists()

@@ -14,20 +14,26 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from s2xr.config import is_url
 from s2xr.errors import StorageError
-from s2xr.store.layout import DatasetLayout, atomic_write
+from s2xr.store.layout import DatasetLayout, atomic_write, ensure_writable
 
-__all__ = ["FileSink", "LocalFiles", "StoreFiles", "check_writable", "cube_at", "exists",
+__all__ = ["FileSink", "LocalFiles", "StoreFiles", "check_writable", "cube_at",
+           "ensure_dataset_writable", "exists",
            "filesystem", "has_zarr", "is_url", "join", "list_files", "open_sink",
            "read_bytes", "remove", "remove_tree"]
 
 
+def _remote(location: str | Path) -> TypeGuard[str]:
+    """``location`` is an object store URL (a ``str``), not a local path."""
+    return isinstance(location, str) and is_url(location)
+
+
 def join(root: str | Path, *parts: str) -> str | Path:
     """``root / parts`` for a local path, ``root/parts`` for a URL."""
-    if isinstance(root, str) and is_url(root):
+    if _remote(root):
         return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
     return Path(root, *parts)
 
@@ -56,7 +62,7 @@ def filesystem(url: str) -> tuple[Any, str]:
 
 
 def exists(location: str | Path) -> bool:
-    if isinstance(location, str) and is_url(location):
+    if _remote(location):
         fs, path = filesystem(location)
         return bool(fs.exists(path))
     return Path(location).exists()
@@ -64,7 +70,7 @@ def exists(location: str | Path) -> bool:
 
 def read_bytes(location: str | Path) -> bytes | None:
     """The whole file at ``location`` (a path or a URL), or ``None`` if there is none."""
-    if isinstance(location, str) and is_url(location):
+    if _remote(location):
         fs, path = filesystem(location)
         try:
             return bytes(fs.cat_file(path))
@@ -78,7 +84,7 @@ def read_bytes(location: str | Path) -> bytes | None:
 
 def remove_tree(location: str | Path) -> None:
     """Delete a directory (a prefix in a store) and everything under it, if it exists."""
-    if isinstance(location, str) and is_url(location):
+    if _remote(location):
         fs, path = filesystem(location)
         if fs.exists(path):
             fs.rm(path, recursive=True)
@@ -88,7 +94,7 @@ def remove_tree(location: str | Path) -> None:
 
 def list_files(location: str | Path) -> list[str]:
     """Every file under ``location``, as paths relative to it (``/``-separated)."""
-    if isinstance(location, str) and is_url(location):
+    if _remote(location):
         fs, path = filesystem(location)
         if not fs.exists(path):
             return []
@@ -104,7 +110,7 @@ def remove(location: str | Path, names: list[str]) -> None:
     """Delete files ``names`` (relative to ``location``): one batch request in a store."""
     if not names:
         return
-    if isinstance(location, str) and is_url(location):
+    if _remote(location):
         fs, path = filesystem(location)
         fs.rm([f"{path.rstrip('/')}/{n}" for n in names])
         return
@@ -127,6 +133,14 @@ def check_writable(url: str) -> None:
                            f"{exc}; check the bucket exists and the store's credentials "
                            "(e.g. AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL) in the environment"
                            ) from None
+
+
+def ensure_dataset_writable(layout: DatasetLayout) -> None:
+    """Prove the dataset's local root (the workspace of an object store root) and its
+    store (when it has one) writable, or raise ``StorageError`` naming which and why."""
+    ensure_writable(layout.root)
+    if layout.remote is not None:
+        check_writable(layout.remote)
 
 
 class FileSink(Protocol):
@@ -175,7 +189,7 @@ class StoreFiles:
 def open_sink(root: str | Path) -> Iterator[FileSink]:
     """The sink of the dataset at ``root`` (a path or a URL); a store's files are uploaded
     when the block ends without an error (after one, nothing of the batch is put)."""
-    if not (isinstance(root, str) and is_url(root)):
+    if not (_remote(root)):
         yield LocalFiles(Path(root))
         return
     sink = StoreFiles(root)

@@ -17,6 +17,7 @@ The lock is local: one client writes a dataset at a time (object stores have no 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import threading
@@ -55,13 +56,19 @@ def _save_state(root: Path, state: dict[str, dict[str, Any]]) -> None:
     atomic_write_text(DatasetLayout(root).sync_state, json.dumps(state, sort_keys=True))
 
 
+LIST_OVER = 16
+"""Above this many files put, :func:`push` reads their versions with one listing."""
+
+
 def _version(info: dict[str, Any]) -> str:
     """What changes when an object is replaced: its ETag (S3, GCS, Azure), else mtime + size."""
     for key in ("ETag", "etag", "md5Hash"):
         if info.get(key):
             return str(info[key])
-    return f"{info.get('mtime') or info.get('LastModified') or info.get('created')}:" \
-           f"{info.get('size')}"
+    when = info.get("mtime") or info.get("LastModified") or info.get("created")
+    if isinstance(when, datetime.datetime):  # a listing and info() may differ in kind
+        when = when.timestamp()
+    return f"{when}:{info.get('size')}"
 
 
 def _local_stamp(path: Path) -> list[int]:
@@ -100,8 +107,12 @@ def push(layout: DatasetLayout) -> int:
         fs.put([str(root / rel) for rel in first], [f"{base}/{rel}" for rel in first])
     if index in stamps:
         fs.put_file(str(root / index), f"{base}/{index}")
+    # the versions the store gave them: one listing for many files, else one call each
+    infos = (_remote_files(fs, base) if len(todo) > LIST_OVER else
+             {rel: fs.info(f"{base}/{rel}") for rel in todo})
     for rel in todo:
-        state[rel] = {"local": stamps[rel], "remote": _version(fs.info(f"{base}/{rel}"))}
+        info = infos.get(rel) or fs.info(f"{base}/{rel}")
+        state[rel] = {"local": stamps[rel], "remote": _version(info)}
     _save_state(root, state)
     log.info("pushed %d file(s) to %s (%d deleted)%s", len(todo), layout.remote, len(gone),
              " (index committed)" if index in stamps else "")

@@ -34,8 +34,8 @@ from s2xr.store.batch import BatchResult, BatchTarget, write_batch
 from s2xr.store.cube import append_cube, cube_chip_ids
 from s2xr.store.index import append_index, read_index
 from s2xr.store.labels import label_records, merge_labels
-from s2xr.store.layout import DatasetLayout, ensure_writable
-from s2xr.store.objects import check_writable
+from s2xr.store.layout import DatasetLayout
+from s2xr.store.objects import ensure_dataset_writable
 from s2xr.store.slots import CubeSlots, create_cube, reserve_slots, slots_per_batch, slotted
 from s2xr.store.sync import push
 
@@ -117,9 +117,7 @@ def write_chips(gated: xr.Dataset, plan: pd.DataFrame, cfg: StorageConfig,
     indexed and the call returns early (``n_chips`` counts what was written)."""
     layout = DatasetLayout.of_storage(cfg)
     root, data = layout.root, layout.data_root  # the index here; files and cube at ``data``
-    ensure_writable(root)
-    if layout.remote is not None:
-        check_writable(layout.remote)
+    ensure_dataset_writable(layout)
     # chip-sized buffers (≈ 1.5 MB) from the heap, reused, not mmapped and zeroed each time
     limit_malloc(mmap_threshold=WRITE_MMAP_THRESHOLD)
     if "split" not in plan:
