@@ -232,7 +232,7 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         key = f"{self.stores.root.resolve()}|{row['scene_id']}"
         if key not in self._scenes:
             image = scene_underlay(self.stores.root, index)
-            for old in [k for k in self._scenes if k.startswith(key.split("|")[0] + "|")]:
+            for old in [k for k in list(self._scenes) if k.startswith(key.split("|")[0] + "|")]:
                 self._scenes.pop(old, None)  # one image per dataset
             self._scenes[key] = image
         return self._scenes[key]

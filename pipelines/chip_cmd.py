@@ -59,16 +59,17 @@ def chip(config_path: str | None, ais_path: str, out: str | None, start: str | N
                          chip={"include_swir": include_swir})
     t0 = pd.Timestamp(start, tz="UTC") if start else None
     t1 = pd.Timestamp(end, tz="UTC") if end else None
+    table = None
     if uses_embedded_world(cfg):  # building and serving the world is the expensive part
         from s2xr.ais import read_ais_table
 
-        table = read_ais_table(ais_path)
+        table = read_ais_table(ais_path)  # read once: the job takes it as it is
         if table.points.empty:
             raise no_valid_points(ais_path, table.rejects)
-        del table
     # stac.api_url: null → the embedded world's STAC API, served for the job
     with serve_embedded_stac(cfg) as (run_cfg, _world), chip_progress() as progress:
-        res = run_chip_job(run_cfg, ais_path, start=t0, end=t1, progress=progress)
+        res = run_chip_job(run_cfg, ais_path, start=t0, end=t1, progress=progress,
+                           ais_table=table)
     print_result(res)
     if res.n_points == 0:
         raise no_valid_points(ais_path, res.rejects)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.scheduler import use_scheduler
-from s2xr.ais import read_ais_table
+from s2xr.ais import AisTable, read_ais_table
 from s2xr.ais.fixtime import fix_times
 from s2xr.ais.mmsi import parse_mmsi
 from s2xr.ais.targets import position_targets
@@ -95,8 +95,11 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
                  only_mmsi: set[int] | None = None,
                  max_chips: int | None = None,
                  one_chip_per_ship: bool = False,
-                 should_stop: Callable[[], bool] | None = None) -> ChipJobResult:
+                 should_stop: Callable[[], bool] | None = None,
+                 ais_table: AisTable | None = None) -> ChipJobResult:
     """Run the whole chip job for an AIS table (path or DataFrame). Computes and writes.
+    ``ais_table``: the table already read from the path ``ais`` (it is not read again;
+    ``ais`` still names the source in the ops DB).
 
     Holds the dataset lock (a second concurrent run is refused), repairs what a crash left
     (:func:`~s2xr.store.consistency.reconcile`), and records every attempt in the ops DB:
@@ -120,7 +123,7 @@ def run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, *,
             res = _run_chip_job(cfg, ais, store, run_id, source=source, start=start, end=end,
                                 progress=progress, only_mmsi=only_mmsi,
                                 max_chips=max_chips, one_chip_per_ship=one_chip_per_ship,
-                                should_stop=should_stop)
+                                should_stop=should_stop, ais_table=ais_table)
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             why = f"{type(exc).__name__}: {exc}"
@@ -140,12 +143,14 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
                   end: pd.Timestamp | None, progress: Progress | None,
                   only_mmsi: set[int] | None, max_chips: int | None = None,
                   one_chip_per_ship: bool = False,
-                  should_stop: Callable[[], bool] | None = None) -> ChipJobResult:
+                  should_stop: Callable[[], bool] | None = None,
+                  ais_table: AisTable | None = None) -> ChipJobResult:
     layout = DatasetLayout.of(cfg)
     root = layout.root
     ais_source = str(Path(ais).resolve()) if isinstance(ais, str | Path) else None
     limit_malloc()  # 2 glibc arenas, big arrays mmapped, Arrow on malloc: see s2xr.memory
-    table = read_ais_table(ais)
+    table = ais_table if ais_table is not None else read_ais_table(ais)
+    del ais_table
     points = table.points
     if only_mmsi is not None:
         points = points.loc[points["mmsi"].isin(only_mmsi)]

@@ -35,10 +35,20 @@ def test_chip_command(world, stac_server, tmp_path):
     assert not (tmp_path / "ignored").exists()
 
 
-def test_chip_command_serves_the_embedded_world_itself(world, tmp_path):
+def test_chip_command_serves_the_embedded_world_itself(world, tmp_path, monkeypatch):
     """With configs/demo.yaml (stac.api_url: null) `s2xr chip` starts and stops the world's
-    STAC API itself instead of deferring every job as "STAC unavailable"."""
+    STAC API itself instead of deferring every job as "STAC unavailable"; it reads the AIS
+    file once (checked before the world is served, then handed to the job)."""
     import os
+
+    import s2xr.ais
+    from pipelines import chip_job
+
+    reads: list[str] = []
+    real = s2xr.ais.read_ais_table
+    for mod in (s2xr.ais, chip_job):
+        monkeypatch.setattr(mod, "read_ais_table",
+                            lambda src, **kw: (reads.append(str(src)), real(src, **kw))[1])
 
     out = tmp_path / "demo"
     out.mkdir()
@@ -51,6 +61,7 @@ def test_chip_command_serves_the_embedded_world_itself(world, tmp_path):
     res = CliRunner().invoke(main, ["chip", "--config", "configs/demo.yaml", "--ais",
                                     str(ais_path), "--out", str(out)])
     assert res.exit_code == 0, res.output
+    assert reads == [str(ais_path)]
     idx = read_index(out)
     assert len(idx) > 0 and set(idx.mmsi) <= set(ships)
     assert "deferred (STAC down)" in res.output
