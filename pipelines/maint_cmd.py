@@ -44,7 +44,8 @@ def doctor(config_path: str | None, out: str | None, offline: bool,
               "those older than ops.pruned_retention_days).")
 def vacuum(config_path: str | None, out: str | None, rm_empty: bool,
            purge_pruned: bool) -> None:
-    """Repair (orphans, temp files) and compact the dataset and its ops DB; empty the
+    """Repair (orphans, temp files) and compact the dataset (the chip cube without empty
+    slots, on a local disk) and its ops DB; empty the
     pruned/ areas older than ops.pruned_retention_days (what `s2xr prune` moved aside)."""
     from s2xr.ops.maintenance import vacuum_dataset
 
@@ -56,6 +57,7 @@ def vacuum(config_path: str | None, out: str | None, rm_empty: bool,
     click.echo(f"ops DB {rep.db_bytes_before:,} → {rep.db_bytes_after:,} bytes; removed "
                f"{rep.orphan_files_removed} orphan file(s), {rep.temp_files_removed} temp "
                f"file(s), {rep.cube_rows_dropped} stray cube row(s), "
+               f"{rep.cube_holes_removed} empty cube slot(s), "
                f"{rep.empty_dirs_removed} empty dir(s), {rep.pruned_areas_removed} pruned "
                "area(s)")
 

@@ -37,6 +37,27 @@ class VacuumReport:
     temp_files_removed: int
     empty_dirs_removed: int
     pruned_areas_removed: int = 0
+    cube_holes_removed: int = 0
+
+
+def _compact(root: Path, data_root: str | Path | None) -> int:
+    """Rewrite a local cube without its holes (:mod:`s2xr.store.compact`) → rows removed.
+    A store's cube keeps them (no rename there): logged."""
+    from s2xr.store.compact import compact_cube, count_holes
+    from s2xr.store.cube import DEFAULT_BATCH
+    from s2xr.store.slots import slots_per_batch, slotted
+
+    idx = read_index(root)
+    keep = set(idx.loc[idx["qa_pass"].astype(bool), "chip_id"]) if len(idx) else set()
+    if isinstance(data_root, str):
+        log.info("vacuum: the cube in %s keeps its empty slots (object stores cannot swap "
+                 "a rewritten cube in; copy the dataset to a local disk to compact it)",
+                 data_root)
+        return 0
+    cube = DatasetLayout(root).cube
+    if not count_holes(cube, keep):
+        return 0
+    return compact_cube(cube, keep, slotted(root) or slots_per_batch(DEFAULT_BATCH))
 
 
 def _size(path: Path) -> int:
@@ -100,6 +121,7 @@ def vacuum_dataset(root: str | Path, db: str | Path, *, rm_empty: bool = False,
     root, db = Path(root), Path(db)
     with dataset_lock(root, reentrant=True):
         rec = reconcile(root, data_root)
+        holes = _compact(root, data_root)
         areas = expire_pruned(root, retention_days=pruned_retention_days, purge=purge_pruned,
                               now=now)
         before = _size(db)
@@ -116,7 +138,7 @@ def vacuum_dataset(root: str | Path, db: str | Path, *, rm_empty: bool = False,
             layout = DatasetLayout(root)
             empties = sum(_remove_empty_dirs(d) for d in (layout.chips, layout.ais))
     rep = VacuumReport(before, after, rec.cube_rows_dropped, rec.files_removed,
-                       rec.temp_files_removed, empties, areas)
+                       rec.temp_files_removed, empties, areas, holes)
     log.info("vacuum %s: %s", root, rep)
     return rep
 

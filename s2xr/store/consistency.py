@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from s2xr.errors import StorageError
+from s2xr.store.compact import compact_cube, recover_swap
 from s2xr.store.cube import DEFAULT_BATCH, consolidate
 from s2xr.store.index import read_index
 from s2xr.store.layout import DatasetLayout
 from s2xr.store.objects import cube_at, exists, has_zarr, join, list_files, remove, remove_tree
-from s2xr.store.slots import SLOTS_ATTR, slots_per_batch, write_new_cube
+from s2xr.store.slots import SLOTS_ATTR, slots_per_batch
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,8 @@ def _truncate_cube(root: str | Path, keep: set[str]) -> int:
     import zarr
 
     path = cube_at(root)
+    if not isinstance(path, str):
+        recover_swap(path)  # a compaction a crash interrupted: one whole cube again
     if not has_zarr(path):
         if exists(path) and not keep:
             remove_tree(path)
@@ -159,18 +161,7 @@ def _truncate_cube(root: str | Path, keep: set[str]) -> int:
         raise StorageError(f"chip cube {path} predates region writes and holds {int(extra.sum())}"
                            " chip(s) the index does not name; copy the dataset to a local "
                            "disk, run `s2xr vacuum` there and copy it back")
-    from s2xr.store.cube import open_chips
-
-    ds = open_chips(path)
-    ds = ds.isel(chip=np.flatnonzero(np.isin(ds["chip_id"].values.astype(object),
-                                             list(keep)))).load()
-    for v in ds.variables.values():
-        v.encoding = {k: e for k, e in v.encoding.items() if k in ("units", "dtype")}
-    tmp = path.with_name(path.name + ".rewrite")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write_new_cube(tmp, ds, slots_per_batch(DEFAULT_BATCH))  # slotted from now on
-    shutil.rmtree(path)
-    tmp.rename(path)
+    compact_cube(path, keep, slots_per_batch(DEFAULT_BATCH))  # slotted from now on
     return n_dropped + int(extra.sum())
 
 

@@ -29,7 +29,7 @@ SLOTS_ATTR = "s2xr_slots_per_batch"
 """Cube attribute: the region size its 1-D ``chip`` arrays are chunked by."""
 CHIPS_PER_CHUNK = 8  # 8 chips × 5–6 bands ≈ 12 MB per chunk; Blosc-LZ4 + byte shuffle
 _OBJ_COORDS = ("chip_id", "item_id", "tile_id", "band", "split", "qa_reason")
-_PIXEL_VARS = ("reflectance", "scl", "ship_mask")
+PIXEL_VARS = ("reflectance", "scl", "ship_mask")
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,9 @@ def slot_encoding(ds: xr.Dataset, per_batch: int) -> dict[str, dict[str, Any]]:
     for name, var in ds.variables.items():
         if "chip" not in var.dims:
             continue
-        lead = CHIPS_PER_CHUNK if name in _PIXEL_VARS else per_batch
+        lead = CHIPS_PER_CHUNK if name in PIXEL_VARS else per_batch
         enc[str(name)] = {"chunks": (lead, *var.shape[1:])}
-        if name in _PIXEL_VARS:
+        if name in PIXEL_VARS:
             enc[str(name)]["compressors"] = fast
     if "time" in enc:
         enc["time"].update(units="milliseconds since 1970-01-01", dtype="int64")
