@@ -198,7 +198,8 @@ class DashboardLayout:
 
     def _table_tab(self) -> pn.viewable.Viewable:
         # columns as wide as their data; the table scrolls sideways when they do not fit
-        self.table = W.Tabulator(views.table_frame(self._index), header_filters=True,
+        self.table = W.Tabulator(views.table_frame(self._index),
+                                 header_filters=dict(views.HEADER_FILTERS),
                                  pagination="remote", page_size=15, show_index=False,
                                  disabled=True, selectable=1, sizing_mode="stretch_width",
                                  layout="fit_data_table", widths={"qa_reason": 240},

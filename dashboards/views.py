@@ -28,6 +28,18 @@ TABLE_COLUMNS = ["chip_id", "mmsi", "ship_name", "ship_type", "scene_datetime", 
                  "split", "qa_pass", "qa_reason", "qa_cloud_frac", "qa_land_frac",
                  "qa_water_frac", "qa_ndwi_water_frac", "valid_frac", "dt_seconds", "provider",
                  "scene_id"]
+_TEXT_HINTS = {"chip_id": "contains …", "ship_name": "contains …", "ship_type": "7 = cargo",
+               "scene_datetime": "YYYY-MM-DD", "tile_id": "30STE",
+               "split": "train", "qa_reason": "e.g. cloud", "provider": "contains …",
+               "scene_id": "contains …"}
+HEADER_FILTERS: dict[str, Any] = {
+    **{c: {"type": "input", "func": "like", "placeholder": hint}
+       for c, hint in _TEXT_HINTS.items()},
+    "qa_pass": {"type": "tickCross", "tristate": True, "indeterminateValue": None},
+    **{c: {"type": "number", "func": "=", "placeholder": "="} for c in TABLE_COLUMNS
+       if c not in _TEXT_HINTS and c != "qa_pass"}}
+"""The chip index table's filter per column: text contains (case-insensitive; dates as
+text, so ``2026-10-02`` keeps that day), numbers equal, ``qa_pass`` yes / no / any."""
 
 
 # ------------------------------------------------------------------------------ stores

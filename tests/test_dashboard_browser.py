@@ -194,6 +194,7 @@ def test_dashboard_in_a_browser(small_world, tmp_path, artifacts):
             return page.page.locator(f".s2xr-table .tabulator-col[tabulator-field={field}] "
                                      "input").first
 
+        assert header_filter("scene_datetime").get_attribute("placeholder") == "YYYY-MM-DD"
         for field, text in (("scene_datetime", first_day), ("split", "train")):
             header_filter(field).fill(text)
             header_filter(field).press("Enter")  # Tabulator filters on key events
