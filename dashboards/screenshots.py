@@ -76,6 +76,7 @@ def take(out: Path, config: Path, *, root: Path | None = None, small: bool = Fal
             page.page.locator(".s2xr-detail-images img").first.wait_for(timeout=30_000)
             time.sleep(0.5)
             tabs = page.page.locator(".s2xr-tabs").first
+            page.page.mouse.move(1, 1)  # no hover outline on another quicklook
             files.append(_element_shot(tabs, out / "dashboard_gallery.png"))
             page.tab("Map")
             page.page.locator(".s2xr-map canvas").first.wait_for(timeout=30_000)
