@@ -14,6 +14,7 @@ import pandas as pd
 
 from pipelines.options import config_option, dataset_session, resolve_config
 from s2xr import planning
+from s2xr.config import is_url
 from s2xr.store.layout import DatasetLayout
 
 
@@ -64,6 +65,11 @@ def predict_overpasses(config_path: str | None, mode: str | None, tiles: str | N
     click.echo(f"mode {pc.mode}: {len(df)} window(s) {by_source}")
     click.echo(planning.format_schedule(df, max_rows=max_rows))
     if out_path:
+        if is_url(out_path):  # a file path, not a dataset root: "s3:/…" would be a folder
+            raise click.BadParameter(
+                f"{out_path} is a URL; --out takes a local CSV path. To write the schedule "
+                "into an object store dataset, leave --out out and set storage.root to the "
+                "URL (--config)", param_hint="--out")
         path, copy = planning.write_schedule_file(df, out_path)
     else:
         with dataset_session(cfg) as layout:

@@ -61,3 +61,12 @@ def test_cli_bad_input_exits_2_with_the_reason(tmp_path):
                                     "39QTA", "--start", "2026-09-25", "--days", "1",
                                     "--out", str(tmp_path / "s.csv")])
     assert res.exit_code == 2 and "line 2" in res.output
+
+
+def test_out_takes_a_file_path_not_a_url(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["-q", "predict-overpasses", "--mode", "tle", "--tiles",
+                                    "30STE", "--start", "2026-09-25", "--days", "1",
+                                    "--out", "s3://ships/plan.csv"])
+    assert res.exit_code == 2 and "--out takes a local CSV path" in res.output
+    assert not list(tmp_path.iterdir())  # no ./s3:/ships/… folder
