@@ -269,7 +269,9 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
     def _apply_gallery(self) -> None:
         self.gallery.items = self._gallery_all[: int(self.w_gallery_n.value)]
 
-    def _apply_map(self) -> None:
+    def _apply_map(self, rebuild: bool = False) -> None:
+        """Draw the map (only while its tab shows); new data goes into the figure shown
+        (its zoom stays) unless ``rebuild`` (another basemap) or its layers changed."""
         self.map_empty.visible = self._index.empty
         if not self._map_shown():  # drawn when its tab is shown (DashboardLayout)
             self._map_stale = True
@@ -286,10 +288,14 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
             plot = plots.footprints_plot(self._index, tiles, **common)
         # one selection: the selected chip outlined on the map; a marker click selects its
         # chip (the outline is updated in place: the zoom stays)
-        self._map = plots.map_figure(plot, self._index, self.selected_chip)
-        if self._map.markers is not None:
-            self._map.markers.selected.on_change("indices", self._on_map_tap)
-        self.map_pane.object = self._map.figure
+        new = plots.map_figure(plot, self._index, self.selected_chip)
+        if (self._map is not None and not rebuild and
+                self.map_pane.object is self._map.figure and plots.refresh_map(self._map, new)):
+            return  # new data in the figure shown: the zoom stays
+        self._map = new
+        if new.markers is not None:
+            new.markers.selected.on_change("indices", self._on_map_tap)
+        self.map_pane.object = new.figure
 
     def _on_map_tap(self, _attr: str, _old: list[int], new: list[int]) -> None:
         markers = self._map.markers if self._map is not None else None

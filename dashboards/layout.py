@@ -188,7 +188,7 @@ class DashboardLayout:
                                              label="Basemap tiles (need internet)", width=260)
         self.map_pane = pn.pane.Bokeh(None, sizing_mode="stretch_width", height=540,
                                       css_classes=["s2xr-map"])
-        self.param.watch(lambda _e: self._apply_map(), "basemap")
+        self.param.watch(lambda _e: self._apply_map(rebuild=True), "basemap")
         self.map_empty = md_pane(
             "**No chips yet.** The map shows the tile outline and, once a run has cut "
             "chips, their footprints over a low-resolution image of the newest scene. Start "

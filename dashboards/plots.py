@@ -245,8 +245,9 @@ def map_figure(overlay: Any, index: gpd.GeoDataFrame, chip_id: str = "") -> MapF
     from bokeh.models import ColumnDataSource
 
     fig = hv.render(overlay, backend="bokeh")
-    marker_layer = next((r for r in fig.renderers
-                         if "chip_id" in getattr(r.data_source, "data", {})), None)
+    marker_layer = next((r for r in fig.renderers  # (a basemap's TileRenderer has none)
+                         if "chip_id" in getattr(getattr(r, "data_source", None), "data", {})),
+                        None)
     markers = marker_layer.data_source if marker_layer is not None else None
     for tool in fig.tools:  # a click picks a marker, never a footprint under it
         if type(tool).__name__ == "TapTool" and marker_layer is not None:
@@ -256,6 +257,26 @@ def map_figure(overlay: Any, index: gpd.GeoDataFrame, chip_id: str = "") -> MapF
     fig.patches("xs", "ys", source=selected, fill_alpha=0.0, line_color="#ffc107",
                 line_width=4, **kw)
     return MapFigure(fig, markers, selected)
+
+
+def _shape(fig: Any) -> list[str]:
+    return [f"{type(r).__name__}:{type(getattr(r, 'glyph', None)).__name__}"
+            for r in fig.renderers]
+
+
+def refresh_map(shown: MapFigure, new: MapFigure) -> bool:
+    """Put ``new``'s data into the figure already ``shown`` when both have the same layers
+    (data sources and legend labels updated in place: the browser keeps its zoom) → True;
+    False when the layers differ (e.g. a basemap added): show ``new`` instead."""
+    if _shape(shown.figure) != _shape(new.figure):
+        return False
+    for old_r, new_r in zip(shown.figure.renderers, new.figure.renderers, strict=True):
+        if hasattr(old_r, "data_source"):
+            old_r.data_source.data = dict(new_r.data_source.data)
+    for old_l, new_l in zip(shown.figure.legend, new.figure.legend, strict=False):
+        for old_i, new_i in zip(old_l.items, new_l.items, strict=False):
+            old_i.label = new_i.label
+    return True
 
 
 def basemap_tiles(basemap: str) -> Any:

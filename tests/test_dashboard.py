@@ -368,6 +368,14 @@ def test_views_of_a_dataset(chipped):
     cx = idx.geometry.to_crs(3857).centroid.iloc[0].x
     assert len(mapf.selected.data["xs"]) == 1 and xs.min() < cx < xs.max()
     assert plots.selected_xy(idx, "") == {"xs": [], "ys": []}
+    # new data goes into the figure shown (the browser keeps its zoom) unless layers differ
+    some = pd.concat([idx.loc[idx.qa_pass].head(2), idx.loc[~idx.qa_pass].head(2)])
+    shown = plots.map_figure(plots.footprints_plot(some, ["30STE"]), some)
+    assert plots.refresh_map(shown, mapf)
+    assert list(shown.markers.data["chip_id"]) == list(clusters.chip_id)
+    assert shown.selected.data["xs"] == mapf.selected.data["xs"]
+    assert not plots.refresh_map(shown, plots.map_figure(plots.footprints_plot(
+        idx, ["30STE"], basemap="OpenStreetMap.Mapnik"), idx))  # a basemap: rebuilt
     taps = [t for t in mapf.figure.tools if type(t).__name__ == "TapTool"]
     assert len(taps) == 1 and [r.data_source for r in taps[0].renderers] == [mapf.markers]
     with_tiles = hv.render(plots.footprints_plot(idx, ["30STE"],
@@ -617,6 +625,11 @@ def test_the_map_waits_for_its_tab_and_sessions_share_one_index_read(chipped, mo
         assert first.map_pane.object is None and not first.map_empty.visible
         first.tabs.active = first._tab_names.index("Map")
         assert first.map_pane.object is not None  # drawn once shown
+        shown = first.map_pane.object
+        first._apply_map()  # new data: the same figure (the browser keeps its zoom)
+        assert first.map_pane.object is shown
+        first.basemap = "OpenStreetMap.Mapnik"  # another basemap: a new figure
+        assert first.map_pane.object is not shown
         assert second.map_pane.object is None  # the other session's map is still hidden
         index = DatasetLayout(root).index
         st = index.stat()
