@@ -79,8 +79,9 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         self.basemap = configured or NO_BASEMAP
         self._upload: UploadCheck | None = None
         self._ext: dict[str, Any] | None = None
-        # scene images shared by every session: (root, scene id) -> image (keeps the newest)
-        self._scenes: dict[str, Any] = pn.state.as_cached("s2xr-dashboard-scenes", dict)
+        # scene images shared by every session: dataset root -> (scene id, its image)
+        self._scenes: dict[str, tuple[str, Any]] = pn.state.as_cached(
+            "s2xr-dashboard-scenes", dict)
         self._scene: dict[str, Any] | None = None
         self._scene_due = False
         self._map_stale = True
@@ -229,13 +230,11 @@ class DashboardApp(DashboardLayout, DashboardHandlers, pn.viewable.Viewer):
         row = newest_scene(index)
         if row is None:
             return None
-        key = f"{self.stores.root.resolve()}|{row['scene_id']}"
-        if key not in self._scenes:
-            image = scene_underlay(self.stores.root, index)
-            for old in [k for k in list(self._scenes) if k.startswith(key.split("|")[0] + "|")]:
-                self._scenes.pop(old, None)  # one image per dataset
-            self._scenes[key] = image
-        return self._scenes[key]
+        root, scene_id = str(self.stores.root.resolve()), str(row["scene_id"])
+        held = self._scenes.get(root)
+        if held is None or held[0] != scene_id:  # one image per dataset: the newest scene's
+            held = self._scenes[root] = (scene_id, scene_underlay(self.stores.root, index))
+        return held[1]
 
     def _apply(self, data: dict[str, Any]) -> None:
         self._sig = data["sig"]

@@ -265,9 +265,7 @@ class JobManager:
             return run_batch(cfg, opts, control=control)
 
         def summary(res: Any) -> str:
-            from s2xr.store.index import read_index
-
-            return f"run {res.run_id}: {res.outcome(read_index(res.root))}" + (
+            return f"run {res.run_id}: {res.summary}" + (
                 " (stopped early)" if res.stopped else "")
 
         return self.start("run", "batch run", batch, summarize=summary)

@@ -150,7 +150,6 @@ def _run_chip_job(cfg: Config, ais: str | Path | pd.DataFrame, store: JobStore, 
     ais_source = str(Path(ais).resolve()) if isinstance(ais, str | Path) else None
     limit_malloc()  # 2 glibc arenas, big arrays mmapped, Arrow on malloc: see s2xr.memory
     table = ais_table if ais_table is not None else read_ais_table(ais)
-    del ais_table
     points = table.points
     if only_mmsi is not None:
         points = points.loc[points["mmsi"].isin(only_mmsi)]

@@ -52,11 +52,9 @@ def run_progress_bar(control: RunControl) -> Iterator[None]:
 
 
 def print_run_result(res: RunResult) -> None:
-    from s2xr.store.index import read_index
-
     click.echo(f"\ns2xr run {res.run_id} summary")
     click.echo(res.summary_table())
-    click.echo(f"  {res.outcome(read_index(res.root))}")
+    click.echo(f"  {res.summary}")
     for note in res.notes:
         click.echo(f"  note: {note}")
     if res.schedule_path:

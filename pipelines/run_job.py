@@ -133,8 +133,8 @@ def _run_batch_locked(cfg: Config, opts: RunOptions, control: RunControl, root: 
                       "missed": result.missed_reasons, "later": result.n_windows_later,
                       "chipped": result.n_windows_chipped, "queued": result.n_windows_queued,
                       "passed": result.chip.n_passed if result.chip else 0})
-        control.set_stage("stopped" if result.stopped else "done",
-                          result.outcome(read_index(root)))
+        result.summary = result.outcome(read_index(root))  # read once: CLI and dashboard
+        control.set_stage("stopped" if result.stopped else "done", result.summary)
     return result
 
 

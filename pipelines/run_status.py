@@ -31,10 +31,6 @@ LOGGERS = ("s2xr", "pipelines")
 LOG_LINES = 60
 
 
-def status_path(layout: DatasetLayout) -> Path:
-    return layout.run_status
-
-
 class RunStatusFile(logging.Handler):
     """Writes one run's status file (see the module docstring): subscribed to its
     :class:`RunControl` and attached to the package loggers for the log tail."""
@@ -89,7 +85,7 @@ def publish_run_status(layout: DatasetLayout, control: RunControl, run_id: str
                        ) -> Iterator[RunStatusFile]:
     """Publish the run's status file while the block runs; its final state (``done``,
     ``stopped`` or ``failed``) when it ends."""
-    pub = RunStatusFile(status_path(layout), run_id)
+    pub = RunStatusFile(layout.run_status, run_id)
     control.subscribe(pub.on_snapshot)
     for name in LOGGERS:
         logging.getLogger(name).addHandler(pub)
@@ -121,7 +117,7 @@ def read_run_status(layout: DatasetLayout) -> dict[str, Any] | None:
     """The dataset's last published run status, with ``live`` (its state is ``running``
     and its process exists), or None when no run published one."""
     try:
-        doc = dict(json.loads(status_path(layout).read_text()))
+        doc = dict(json.loads(layout.run_status.read_text()))
     except (FileNotFoundError, ValueError):
         return None
     doc["live"] = doc.get("state") == "running" and _alive(int(doc.get("pid") or 0))

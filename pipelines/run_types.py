@@ -136,6 +136,7 @@ class RunResult:
     chip: ChipJobResult | None = None
     stopped: bool = False
     notes: list[str] = field(default_factory=list)
+    summary: str = ""  # :meth:`outcome` of the index after the run (set by run_batch)
 
     def missed(self, reason: str, n: int) -> None:
         """Count ``n`` windows missed for ``reason``."""

@@ -40,24 +40,20 @@ class VacuumReport:
     cube_holes_removed: int = 0
 
 
-def _compact(root: Path, data_root: str | Path | None) -> int:
-    """Rewrite a local cube without its holes (:mod:`s2xr.store.compact`) → rows removed.
-    A store's cube keeps them (no rename there): logged."""
-    from s2xr.store.compact import compact_cube, count_holes
+def _compact(root: Path, data_root: str | Path | None, keep: frozenset[str]) -> int:
+    """Rewrite a local cube without its holes (:mod:`s2xr.store.compact`; ``keep``: the
+    passed chips) → rows removed. A store's cube keeps them (no rename there): logged."""
+    from s2xr.store.compact import compact_cube
     from s2xr.store.cube import DEFAULT_BATCH
     from s2xr.store.slots import slots_per_batch, slotted
 
-    idx = read_index(root)
-    keep = set(idx.loc[idx["qa_pass"].astype(bool), "chip_id"]) if len(idx) else set()
     if isinstance(data_root, str):
         log.info("vacuum: the cube in %s keeps its empty slots (object stores cannot swap "
                  "a rewritten cube in; copy the dataset to a local disk to compact it)",
                  data_root)
         return 0
-    cube = DatasetLayout(root).cube
-    if not count_holes(cube, keep):
-        return 0
-    return compact_cube(cube, keep, slotted(root) or slots_per_batch(DEFAULT_BATCH))
+    return compact_cube(DatasetLayout(root).cube, set(keep),
+                        slotted(root) or slots_per_batch(DEFAULT_BATCH))
 
 
 def _size(path: Path) -> int:
@@ -121,7 +117,7 @@ def vacuum_dataset(root: str | Path, db: str | Path, *, rm_empty: bool = False,
     root, db = Path(root), Path(db)
     with dataset_lock(root, reentrant=True):
         rec = reconcile(root, data_root)
-        holes = _compact(root, data_root)
+        holes = _compact(root, data_root, rec.passed)
         areas = expire_pruned(root, retention_days=pruned_retention_days, purge=purge_pruned,
                               now=now)
         before = _size(db)

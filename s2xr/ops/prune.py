@@ -45,7 +45,7 @@ from s2xr.store.cube import append_cube, consolidate, open_chips
 from s2xr.store.index import merge_index, read_index, write_daily_footprints
 from s2xr.store.layout import DatasetLayout, atomic_write, atomic_write_text
 from s2xr.store.objects import has_zarr
-from s2xr.store.slots import CHIPS_PER_CHUNK
+from s2xr.store.slots import CHIPS_PER_CHUNK, drop_stored_encoding
 
 log = logging.getLogger(__name__)
 GEOD = Geod(ellps="WGS84")
@@ -211,9 +211,7 @@ def _save_cube_rows(root: Path, ids: set[str], dest: Path) -> int:
     pos = _rows_of(ds, ids)
     if not len(pos):
         return 0
-    sel = ds.isel(chip=pos).chunk({"chip": CHIPS_PER_CHUNK})
-    for v in sel.variables.values():
-        v.encoding = {k: e for k, e in v.encoding.items() if k in ("units", "dtype")}
+    sel = drop_stored_encoding(ds.isel(chip=pos).chunk({"chip": CHIPS_PER_CHUNK}))
     sel.to_zarr(dest, mode="w-", zarr_format=3, consolidated=False)
     consolidate(dest)
     return len(pos)
@@ -332,9 +330,7 @@ def unprune(root: str | Path, area: str | Path) -> gpd.GeoDataFrame:
         ds = open_chips(cube)
         pos = _rows_of(ds, ids)
         for start in range(0, len(pos), 64):
-            part = ds.isel(chip=pos[start:start + 64]).load()
-            for v in part.variables.values():
-                v.encoding = {k: e for k, e in v.encoding.items() if k in ("units", "dtype")}
+            part = drop_stored_encoding(ds.isel(chip=pos[start:start + 64]).load())
             append_cube(root, part)
     if len(restore):
         merge_index(root, gpd.GeoDataFrame(restore, geometry="geometry", crs="EPSG:4326"))

@@ -66,7 +66,7 @@ def compact_cube(path: Path, keep: set[str], per_batch: int) -> int:
     nothing written). Computes (streams the pixels through Dask). The caller holds the
     dataset lock."""
     from s2xr.store.cube import open_chips
-    from s2xr.store.slots import CHIPS_PER_CHUNK, PIXEL_VARS, write_new_cube
+    from s2xr.store.slots import CHIPS_PER_CHUNK, PIXEL_VARS, drop_stored_encoding, write_new_cube
 
     path = Path(path)
     recover_swap(path)
@@ -80,8 +80,7 @@ def compact_cube(path: Path, keep: set[str], per_batch: int) -> int:
     for name, var in list(ds.variables.items()):  # per-chip arrays are written whole
         if name not in PIXEL_VARS and "chip" in var.dims:  # (their Zarr chunks are regions)
             ds[name] = var.compute()
-    for v in ds.variables.values():
-        v.encoding = {k: e for k, e in v.encoding.items() if k in ("units", "dtype")}
+    drop_stored_encoding(ds)
     new, old = _beside(path, "new"), _beside(path, "old")
     shutil.rmtree(new, ignore_errors=True)
     write_new_cube(new, ds, per_batch)

@@ -84,6 +84,7 @@ class ReconcileReport:
     cube_rows_dropped: int
     files_removed: int
     temp_files_removed: int
+    passed: frozenset[str] = frozenset()  # the index's passed chips (what the cube holds)
 
 
 def _chip_arrays(group: Any) -> dict[str, Any]:
@@ -198,4 +199,4 @@ def reconcile(root: Path, data_root: str | Path | None = None) -> ReconcileRepor
     if dropped or removed or temps:
         log.warning("reconciled %s: dropped %d cube row(s), %d orphan file(s), %d temp file(s)",
                     root, dropped, removed, temps)
-    return ReconcileReport(dropped, removed, temps)
+    return ReconcileReport(dropped, removed, temps, frozenset(passed))

@@ -48,6 +48,14 @@ class CubeSlots:
         return self.start + k * self.per_batch
 
 
+def drop_stored_encoding(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` (opened from a cube) with each variable's encoding cut to ``units`` and
+    ``dtype``, in place, so writing it elsewhere takes the new cube's chunks and codecs."""
+    for v in ds.variables.values():
+        v.encoding = {k: e for k, e in v.encoding.items() if k in ("units", "dtype")}
+    return ds
+
+
 def prepare(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with its text coords as variable-length strings (what Zarr stores them as;
     marked so, an empty array is text too)."""
